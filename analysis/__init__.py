@@ -1,0 +1,1 @@
+"""Pareto fronts, plots, reports and the deployment-level chooser (reads run dirs only)."""

@@ -1,0 +1,1 @@
+"""Entry points and trial orchestration: ``python -m sweep +level=4``."""

@@ -1,0 +1,39 @@
+# Run one trial: python -m sweep +level=4 [stages=[traces,filter]] [data=svamp] [data.n_train=500]
+"""Hydra entry point. Thin on purpose: all work happens in :func:`sweep.pipeline.run_pipeline`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from sweep.cli import prepare_overrides
+from sweep.pipeline import run_pipeline
+from training.errors import CotParetoError
+
+log = logging.getLogger("sweep")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run_pipeline(cfg, run_dir)
+    except CotParetoError as err:
+        # A user error: one line, no traceback; metrics.json in the run dir records it too.
+        log.error("%s", err)
+        sys.exit(2)
+    log.info("run dir: %s", run_dir)
+
+
+if __name__ == "__main__":
+    try:
+        sys.argv[1:] = prepare_overrides(sys.argv[1:])
+    except CotParetoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    main()

@@ -1,0 +1,64 @@
+"""Command-line fix-ups that must happen before Hydra composes the config.
+
+Two Hydra behaviours get in the way of ``python -m sweep +level=4``:
+- the override value ``4`` parses as an int, and Hydra 1.3 refuses non-string
+  config-group choices ("Config group override must be a string or a list.
+  Got int"); quoting it (``+level='4'``) is the documented way round, so we quote;
+- an unknown option (``+level=7``) is a multi-line composition error; a user
+  deserves one line naming the valid levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+
+from training.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUP = "level"
+
+
+def available_levels(conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(path.stem for path in (conf_dir / GROUP).glob("*.yaml"))
+
+
+def _parse(arg: str) -> Override | None:
+    if "=" not in arg or arg.startswith("-"):
+        return None  # a Hydra flag (-m, --cfg job, ...) or a deletion
+    try:
+        (override,) = OverridesParser.create().parse_overrides([arg])
+    except HydraException:
+        return None  # Hydra will report its own syntax error
+    return override if override.key_or_group == GROUP and not override.is_delete() else None
+
+
+def _values(override: Override) -> list[str]:
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
+
+
+def prepare_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> list[str]:
+    """``argv`` with level overrides checked and quoted; ConfigError for an unknown level."""
+    valid = available_levels(conf_dir)
+    prepared = []
+    for arg in argv:
+        override = _parse(arg)
+        if override is None:
+            prepared.append(arg)
+            continue
+        try:
+            values = [value.strip("'\"") for value in _values(override)]
+        except HydraException:
+            prepared.append(arg)  # e.g. glob(): Hydra expands and validates it
+            continue
+        unknown = [value for value in values if value not in valid]
+        if unknown:
+            raise ConfigError(f"unknown level {unknown[0]!r}: valid levels are {', '.join(valid)} (select one with +level=N)")
+        prepared.append(f"{override.get_key_element()}=" + ",".join(f"'{value}'" for value in values))
+    return prepared

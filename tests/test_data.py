@@ -1,0 +1,102 @@
+"""Problem loading: shipped data, local files, deterministic disjoint subsets, bad rows."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import compose_config
+from training.data import canonical_number, load_problems
+from training.errors import ConfigError, DataError
+
+
+def data_cfg(*overrides: str):
+    return compose_config("+level=4", *overrides).data
+
+
+def test_gsm8k_from_the_package_is_normalised_and_deterministic():
+    splits = load_problems(data_cfg("data.n_train=50", "data.n_eval=20"))
+    assert (len(splits.train), len(splits.eval)) == (50, 20)
+    first = splits.train[0]
+    assert first.id.startswith("gsm8k-train-") and "####" not in first.solution and first.answer.lstrip("-").isdigit()
+    assert "<<" in first.solution  # calculator marks are kept for the teacher
+    again = load_problems(data_cfg("data.n_train=50", "data.n_eval=20"))
+    assert [p.id for p in again.train] == [p.id for p in splits.train]
+    bigger = load_problems(data_cfg("data.n_train=80", "data.n_eval=20"))
+    assert [p.id for p in bigger.train[:50]] == [p.id for p in splits.train]  # subsets nest
+    other = load_problems(data_cfg("data.n_train=50", "data.n_eval=20", "data.seed=7"))
+    assert [p.id for p in other.train] != [p.id for p in splits.train]
+    assert splits.stats["rows"] == 7473 + 1319 and splits.stats["skipped_no_gold"] == 0
+
+
+def test_svamp_train_and_eval_never_overlap():
+    splits = load_problems(data_cfg("data=svamp", "data.n_train=700", "data.n_eval=300"))
+    train_ids, eval_ids = {p.id for p in splits.train}, {p.id for p in splits.eval}
+    assert len(train_ids) == 700 and len(eval_ids) == 300 and not train_ids & eval_ids
+    assert not {p.question for p in splits.train} & {p.question for p in splits.eval}
+    assert splits.train[0].solution.startswith("(") and splits.train[0].answer.isdigit()
+
+
+def test_n_train_larger_than_the_data_set_is_a_clear_error():
+    with pytest.raises(DataError, match=r"data.n_train=8000 exceeds the 7473 problems available in .*gsm8k/train.jsonl"):
+        load_problems(data_cfg("data.n_train=8000"))
+    with pytest.raises(DataError, match="after setting aside the eval set"):
+        load_problems(data_cfg("data=svamp", "data.n_train=900", "data.n_eval=200"))
+
+
+def _files_cfg(path, **extra):
+    cfg = OmegaConf.to_container(data_cfg(), resolve=True)
+    cfg.update(source="files", train_path=str(path), eval_path=None, n_train=2, n_eval=1, **extra)
+    return cfg
+
+
+def test_local_jsonl_with_a_malformed_line_names_file_and_line(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    good = json.dumps({"question": "1+1?", "answer": "1+1=<<1+1=2>>2\n#### 2"})
+    path.write_text(f"{good}\n{good}\n\n{{\"question\": \"broken\n")
+    with pytest.raises(DataError, match=r"mine.jsonl:4: malformed JSON"):
+        load_problems(_files_cfg(path))
+
+
+def test_missing_field_names_file_line_and_field(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n" + json.dumps({"prompt": "q"}) + "\n")
+    with pytest.raises(DataError, match=r"mine.jsonl:2: missing field 'question'"):
+        load_problems(_files_cfg(path))
+
+
+def test_rows_without_a_gold_answer_are_skipped_and_counted(tmp_path):
+    rows = [{"question": f"q{i}", "answer": f"x=<<{i}+1={i + 1}>>{i + 1}\n#### {i + 1}"} for i in range(4)]
+    rows.append({"question": "no gold", "answer": "no final line"})
+    rows.append({"question": "bad gold", "answer": "#### twelve"})
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    splits = load_problems(_files_cfg(path))
+    assert splits.stats["skipped_no_gold"] == 2 and splits.stats["rows"] == 6
+    assert len(splits.train) == 2 and len(splits.eval) == 1
+
+
+def test_local_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "mine.parquet"
+    pq.write_table(pa.Table.from_pylist([{"question": f"q{i}", "answer": f"#### {i}"} for i in range(5)]), path)
+    splits = load_problems(_files_cfg(path))
+    assert {p.answer for p in splits.train + splits.eval} <= {"0", "1", "2", "3", "4"}
+
+
+def test_files_source_without_a_path_and_unknown_source():
+    cfg = OmegaConf.to_container(data_cfg(), resolve=True)
+    with pytest.raises(ConfigError, match="data.source=files needs data.eval_path"):
+        load_problems({**cfg, "source": "files"})
+    with pytest.raises(ConfigError, match="is not one of package, hub, files"):
+        load_problems({**cfg, "source": "ftp"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("72", "72"), ("1,000", "1000"), (145.0, "145"), ("$18.50", "18.5"), ("-3", "-3"), ("0.25", "0.25"), ("twelve", None), (None, None)],
+)
+def test_canonical_number(raw, canonical):
+    assert canonical_number(raw) == canonical

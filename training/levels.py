@@ -1,0 +1,87 @@
+"""Compression levels: validated from the ``level`` config group, turned into prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from training.completions import THINK_CLOSE, THINK_OPEN, format_completion
+from training.errors import ConfigError
+
+RENDERERS = ("verbose", "concise", "terse", "chain", "final")
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    question: str
+    trace: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Level:
+    id: int
+    name: str
+    style: str  # one-line style spec, shown in reports
+    renderer: str  # how the reference teacher writes this level (one of RENDERERS)
+    target_chars: int  # the intended think length; reports compare against it
+    instruction: str  # "Solve this using Level 4 (Ultra-compact)."
+    exemplars: tuple[Exemplar, ...] = ()
+    max_chars: int | None = None  # hard cap the renderer respects (level 5)
+
+    @property
+    def tag(self) -> str:
+        return f"L{self.id}"
+
+
+def level_from_config(cfg: Mapping[str, Any] | None) -> Level:
+    """Build a :class:`Level` from ``cfg.level``, with one-line errors for bad entries."""
+    if cfg is None:
+        raise ConfigError("no compression level selected: add +level=N to the command")
+    missing = [key for key in ("id", "name", "style", "renderer", "target_chars", "instruction") if cfg.get(key) is None]
+    if missing:
+        raise ConfigError(f"level config is missing {', '.join(missing)}")
+    if cfg["renderer"] not in RENDERERS:
+        raise ConfigError(f"level {cfg['id']}: unknown renderer {cfg['renderer']!r} (valid: {', '.join(RENDERERS)})")
+    if int(cfg["target_chars"]) <= 0:
+        raise ConfigError(f"level {cfg['id']}: target_chars must be positive")
+    exemplars = []
+    for i, ex in enumerate(cfg.get("exemplars") or []):
+        if not all(str(ex.get(key) or "").strip() for key in ("question", "trace", "answer")):
+            raise ConfigError(f"level {cfg['id']}: exemplar {i} needs a question, a trace and an answer")
+        exemplars.append(Exemplar(str(ex["question"]), str(ex["trace"]), str(ex["answer"])))
+    max_chars = cfg.get("max_chars")
+    return Level(
+        id=int(cfg["id"]),
+        name=str(cfg["name"]),
+        style=str(cfg["style"]),
+        renderer=str(cfg["renderer"]),
+        target_chars=int(cfg["target_chars"]),
+        instruction=str(cfg["instruction"]),
+        exemplars=tuple(exemplars),
+        max_chars=int(max_chars) if max_chars is not None else None,
+    )
+
+
+def user_message(level: Level, question: str) -> str:
+    return f"{level.instruction}\nProblem: {question.strip()}"
+
+
+def build_prompt(
+    level: Level,
+    question: str,
+    system: str | None = None,
+    n_shots: int = 0,
+    open_tag: str = THINK_OPEN,
+    close_tag: str = THINK_CLOSE,
+) -> list[dict[str, str]]:
+    """Chat messages asking for ``question`` at ``level``, with ``n_shots`` exemplars as prior turns."""
+    if n_shots > len(level.exemplars):
+        raise ConfigError(f"{n_shots} shots requested but level {level.id} has {len(level.exemplars)} exemplars")
+    messages = [{"role": "system", "content": system}] if system else []
+    for ex in level.exemplars[:n_shots]:
+        messages.append({"role": "user", "content": user_message(level, ex.question)})
+        messages.append({"role": "assistant", "content": format_completion(ex.trace, ex.answer, open_tag, close_tag)})
+    messages.append({"role": "user", "content": user_message(level, question)})
+    return messages

@@ -1,0 +1,38 @@
+"""The reference teacher: renders each level from the data set's own solution, with no model.
+
+Deterministic and fast, it gives every level a faithful trace whose arithmetic
+comes from the reference (GSM8K calculator marks, SVAMP equations). A problem it
+cannot render gets an empty completion with the reason, for the filter to count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from training.completions import THINK_CLOSE, THINK_OPEN, format_completion
+from training.data import Problem
+from training.levels import Level
+from training.renderers import RENDER
+from training.solutions import UnrenderableError, parse_reference
+from training.teachers.base import Trace
+
+
+class ReferenceTeacher:
+    name = "reference"
+
+    def __init__(self, think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE) -> None:
+        self.think_open, self.think_close = think_open, think_close
+
+    def render(self, problem: Problem, level: Level) -> Trace:
+        try:
+            rendering = RENDER[level.renderer](parse_reference(problem.solution), problem.question, problem.answer, level)
+        except UnrenderableError as err:
+            return Trace(problem.id, 0, "", self.name, error=str(err))
+        completion = format_completion(rendering.trace, rendering.answer, self.think_open, self.think_close)
+        return Trace(problem.id, 0, completion, self.name)
+
+    def generate(
+        self, problems: Sequence[Problem], level: Level, *, n_samples: int = 1, seed: int = 0
+    ) -> list[list[Trace]]:
+        # Deterministic: one trace per problem whatever n_samples asks; more would be duplicates.
+        return [[self.render(problem, level)] for problem in problems]
