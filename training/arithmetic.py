@@ -47,6 +47,12 @@ def _literal(node: ast.Constant) -> Fraction:
     return Fraction(repr(node.value)) if isinstance(node.value, float) else Fraction(node.value)
 
 
+def _apply(op: ast.operator, left: Fraction, right: Fraction) -> Fraction:
+    if isinstance(op, ast.Div) and right == 0:
+        raise ExpressionError("division by zero")
+    return _OPS[type(op)](left, right)
+
+
 def _eval(node: ast.expr) -> Fraction:
     if isinstance(node, ast.Constant):
         return _literal(node)
@@ -54,10 +60,7 @@ def _eval(node: ast.expr) -> Fraction:
         value = _eval(node.operand)
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-        left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Div) and right == 0:
-            raise ExpressionError("division by zero")
-        return _OPS[type(node.op)](left, right)
+        return _apply(node.op, _eval(node.left), _eval(node.right))
     raise ExpressionError(f"unsupported syntax {type(node).__name__}")
 
 
@@ -116,9 +119,7 @@ def decompose(expr: str) -> list[Operation]:
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             left_text, left = walk(node.left)
             right_text, right = walk(node.right)
-            if isinstance(node.op, ast.Div) and right == 0:
-                raise ExpressionError("division by zero")
-            value = _OPS[type(node.op)](left, right)
+            value = _apply(node.op, left, right)
             ops.append(Operation(left_text, _SYMBOLS[type(node.op)], right_text, value))
             return format_number(value), value
         value = _eval(node)
