@@ -62,9 +62,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     start = time.perf_counter()
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir)}
     try:
-        if cfg.get("level") is None:
-            raise ConfigError(f"no compression level selected: add +level=N (valid: {', '.join(available_levels())})")
-        level = level_from_config(cfg.level)
+        level = level_from_config(cfg.get("level"), valid=available_levels())
         stages = resolve_stages(cfg.get("stages"))
         summary.update(level=level.id, level_name=level.name, stages=stages)
         if "traces" in stages:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +35,14 @@ class Level:
         return f"L{self.id}"
 
 
-def level_from_config(cfg: Mapping[str, Any] | None) -> Level:
-    """Build a :class:`Level` from ``cfg.level``, with one-line errors for bad entries."""
+def level_from_config(cfg: Mapping[str, Any] | None, valid: Sequence[str] = ()) -> Level:
+    """Build a :class:`Level` from ``cfg.level``, with one-line errors for bad entries.
+
+    ``valid`` names the selectable levels, for the message when none was selected.
+    """
     if cfg is None:
-        raise ConfigError("no compression level selected: add +level=N to the command")
+        choices = f" (valid: {', '.join(valid)})" if valid else ""
+        raise ConfigError(f"no compression level selected: add +level=N to the command{choices}")
     missing = [key for key in ("id", "name", "style", "renderer", "target_chars", "instruction") if cfg.get(key) is None]
     if missing:
         raise ConfigError(f"level config is missing {', '.join(missing)}")
