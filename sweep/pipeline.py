@@ -15,29 +15,35 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.cli import available_levels
-from training.data import load_problems
-from training.errors import ConfigError
-from training.jsonl import write_json
-from training.levels import level_from_config
-from training.stages import TRACES_FILE, filter_stage, traces_stage
+from sweep.tracking import Tracker, wandb_run
+from training.data import Splits, load_problems
+from training.errors import ConfigError, TrainingError
+from training.hardware import apply_threads, resolve_hardware
+from training.jsonl import read_jsonl, write_json
+from training.levels import Level, level_from_config
+from training.model_card import write_model_card
+from training.model_stages import ADAPTER_DIR, Student, attach_adapter, eval_stage, load_student, train_stage
+from training.models import model_path
+from training.stages import FILTERED_FILE, TRACES_FILE, filter_stage, traces_stage
 from training.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-STAGES = ("traces", "filter")  # in execution order
-PLANNED_STAGES = ("train", "eval")  # accepted names that later releases implement
+STAGES = ("traces", "filter", "train", "eval")  # in execution order
+MODEL_STAGES = ("train", "eval")
 METRICS_FILE = "metrics.json"
 
 
-def resolve_stages(requested: Any) -> list[str]:
+def resolve_stages(requested: Any, adapter: str = "auto") -> list[str]:
     names = [requested] if isinstance(requested, str) else list(requested or [])
     for name in names:
-        if name in PLANNED_STAGES:
-            raise ConfigError(f"stage {name!r} is not implemented yet (available: {', '.join(STAGES)})")
         if name not in STAGES:
             raise ConfigError(f"unknown stage {name!r} in stages={names} (valid: {', '.join(STAGES)})")
     if not names:
         raise ConfigError(f"stages is empty; list any of {', '.join(STAGES)}")
+    if adapter == "none" and "train" in names:
+        log.info("adapter=none: evaluating the base model, so the train stage is skipped")
+        names = [name for name in names if name != "train"]
     return [name for name in STAGES if name in names]
 
 
@@ -48,41 +54,70 @@ def build_teacher(cfg: DictConfig) -> tuple[Any, int]:
     return instantiate(args), n_samples
 
 
-def _traces_input(cfg: DictConfig, run_dir: Path, stages: list[str]) -> Path:
-    if "traces" in stages:
-        return run_dir / TRACES_FILE
-    if cfg.filter.get("traces_path"):
-        return Path(cfg.filter.traces_path)
-    raise ConfigError("stage 'filter' needs traces: add 'traces' to stages or set +filter.traces_path=PATH")
+def _input(cfg: DictConfig, key: str, produced: Path, producer: str, stages: list[str]) -> Path:
+    """A stage's input file: made by ``producer`` in this run, or given as ``+<stage>.<key>=PATH``."""
+    if producer in stages:
+        return produced
+    stage = "filter" if key == "traces_path" else "train"
+    if cfg[stage].get(key):
+        return Path(cfg[stage][key])
+    raise ConfigError(f"stage {stage!r} needs {producer} output: add {producer!r} to stages or set +{stage}.{key}=PATH")
 
 
-def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run ``cfg.stages`` into ``run_dir``; always leave a ``metrics.json`` behind."""
+def _adapter_source(cfg: DictConfig, run_dir: Path, stages: list[str]) -> Path | None:
+    adapter = str(cfg.get("adapter", "auto"))
+    if adapter == "none" or "train" in stages:
+        return None
+    if adapter == "auto":
+        path = run_dir / ADAPTER_DIR
+        if not path.is_dir():
+            raise ConfigError(f"stage 'eval' has no adapter: add 'train' to stages, set adapter=PATH, "
+                              f"or adapter=none for the base model ({path} does not exist)")
+        return path
+    return Path(adapter)
+
+
+def _training_rows(cfg: DictConfig, run_dir: Path, stages: list[str]) -> list[dict[str, Any]]:
+    """The SFT rows, checked before any model is loaded: an empty set fails in a second, not a minute."""
+    path = _input(cfg, "data_path", run_dir / FILTERED_FILE, "filter", stages)
+    rows = read_jsonl(path)
+    if not rows:
+        raise TrainingError(f"nothing to train on: {path} is empty (the filter kept no trace; see its filter_report.json)")
+    return rows
+
+
+def _card_info(cfg: DictConfig, level: Level, student: Student, summary: dict[str, Any]) -> dict[str, Any]:
+    train = cfg.train
+    return {
+        "level": level.id, "level_name": level.name, "level_style": level.style,
+        "base_model": cfg.model.get("path") or cfg.model.name, "base_path": student.path,
+        "quantization": student.quantization, "data": cfg.data.name, "teacher": summary.get("traces", {}).get("teacher"),
+        "n_train": summary.get("n_train"), "train_loss": summary.get("train", {}).get("train_loss"),
+        "precision": summary["hardware"]["precision"], "metrics": summary.get("eval"),
+        **{key: train[key] for key in ("lora_r", "lora_alpha", "lora_dropout", "epochs", "learning_rate", "batch_size")},
+        "target_modules": OmegaConf.to_container(train.target_modules) if OmegaConf.is_config(train.target_modules)
+        else train.target_modules,
+    }
+
+
+def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[str, Any]:
+    """Run ``cfg.stages`` into ``run_dir``; always leave a ``metrics.json`` behind.
+
+    The model stages run inside the trial's W&B run (grouped by ``group``), which
+    is closed as failed if they raise.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir)}
     try:
         level = level_from_config(cfg.get("level"), valid=available_levels())
-        stages = resolve_stages(cfg.get("stages"))
-        summary.update(level=level.id, level_name=level.name, stages=stages)
-        if "traces" in stages:
-            splits = load_problems(cfg.data)
-            summary["data"] = splits.stats
-            log.info("data: %s, %d train / %d eval problems (%d rows without a gold answer skipped)",
-                     splits.stats["name"], splits.stats["n_train"], splits.stats["n_eval"], splits.stats["skipped_no_gold"])
-            teacher, n_samples = build_teacher(cfg.teacher)
-            summary["traces"] = traces_stage(splits.train, level, teacher, run_dir / TRACES_FILE,
-                                             n_samples=n_samples, seed=int(cfg.seed))
-        if "filter" in stages:
-            report = filter_stage(
-                _traces_input(cfg, run_dir, stages), run_dir, level, TokenCounter(cfg.filter.get("tokenizer")),
-                system=cfg.prompt.get("system"), select=cfg.filter.select,
-                allow_empty_think=bool(cfg.filter.allow_empty_think), max_think_tokens=cfg.filter.get("max_think_tokens"),
-                open_tag=cfg.think.open, close_tag=cfg.think.close,
-            )
-            summary["filter"] = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate", "dropped")}
-            summary["filter"]["mean_think_chars"] = (report["think_chars"] or {}).get("mean")
-            summary["filter"]["mean_think_tokens"] = (report["think_tokens"] or {}).get("mean")
+        adapter = str(cfg.get("adapter", "auto"))
+        stages = resolve_stages(cfg.get("stages"), adapter)
+        summary.update(level=level.id, level_name=level.name, stages=stages, model=cfg.model.name, adapter=adapter)
+        splits = _data_stages(cfg, run_dir, level, stages, summary)
+        if any(stage in stages for stage in MODEL_STAGES):
+            with wandb_run(cfg, run_dir, group) as tracker:
+                _model_stages(cfg, run_dir, level, stages, splits, summary, tracker)
         summary["status"] = "completed"
     except Exception as err:
         summary.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -91,3 +126,62 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         summary["seconds"] = round(time.perf_counter() - start, 3)
         write_json(run_dir / METRICS_FILE, summary)
     return summary
+
+
+def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], summary: dict[str, Any]) -> Splits | None:
+    splits = None
+    if "traces" in stages or "eval" in stages:
+        splits = load_problems(cfg.data)
+        summary["data"] = splits.stats
+        log.info("data: %s, %d train / %d eval problems (%d rows without a gold answer skipped)",
+                 splits.stats["name"], splits.stats["n_train"], splits.stats["n_eval"], splits.stats["skipped_no_gold"])
+    if "traces" in stages:
+        teacher, n_samples = build_teacher(cfg.teacher)
+        summary["traces"] = traces_stage(splits.train, level, teacher, run_dir / TRACES_FILE,
+                                         n_samples=n_samples, seed=int(cfg.seed))
+    if "filter" in stages:
+        think = cfg.model.think
+        counter = TokenCounter(cfg.filter.get("tokenizer") or model_path(cfg.model))
+        report = filter_stage(
+            _input(cfg, "traces_path", run_dir / TRACES_FILE, "traces", stages), run_dir, level, counter,
+            system=cfg.prompt.get("system"), select=cfg.filter.select,
+            allow_empty_think=bool(cfg.filter.allow_empty_think), max_think_tokens=cfg.filter.get("max_think_tokens"),
+            open_tag=think.open, close_tag=think.close,
+        )
+        summary["filter"] = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate", "dropped")}
+        summary["filter"]["mean_think_chars"] = (report["think_chars"] or {}).get("mean")
+        summary["filter"]["mean_think_tokens"] = (report["think_tokens"] or {}).get("mean")
+    return splits
+
+
+def _model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], splits: Splits | None,
+                  summary: dict[str, Any], tracker: Tracker) -> None:
+    hardware = resolve_hardware(cfg.hardware)
+    apply_threads(hardware)
+    summary["hardware"] = {"name": hardware.name, "device": hardware.device, "precision": hardware.precision,
+                           "num_threads": hardware.num_threads}
+    adapter_dir = _adapter_source(cfg, run_dir, stages)
+    rows = _training_rows(cfg, run_dir, stages) if "train" in stages else []
+    student = load_student(cfg.model, cfg.train, hardware)
+    summary["n_train"] = 0
+    if "train" in stages:
+        summary["train"] = train_stage(student, rows, cfg.model, cfg.train, hardware, run_dir, tracker.report_to)
+        summary["n_train"] = summary["train"]["n_train"]
+        summary["train_seconds"] = summary["train"]["train_seconds"]
+        write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
+    elif adapter_dir is not None:
+        attach_adapter(student, adapter_dir)
+    if "eval" in stages:
+        samples, metrics = eval_stage(student, splits.eval, level, cfg.model, cfg.eval, cfg.sampling, run_dir,
+                                      system=cfg.prompt.get("system"), seed=int(cfg.seed))
+        summary["eval"] = metrics
+        summary.update({key: metrics[key] for key in HEADLINE_METRICS if key in metrics})
+        tracker.log_metrics({**metrics, "n_train": summary["n_train"]})
+        tracker.log_samples(samples, int(cfg.eval.get("log_samples", 64)))
+        if "train" in stages:  # the card now carries the scores too
+            write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
+
+
+# Copied to the top level of metrics.json, where analysis and sweeps read them.
+HEADLINE_METRICS = ("accuracy", "accuracy_ci", "accuracy_strict", "mean_think_tokens", "median_think_tokens",
+                    "mean_completion_tokens", "format_error_rate", "n_eval", "eval_seconds", "eval_tokens_per_second")

@@ -28,7 +28,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 
 def test_data_stages_write_the_run_dir(tmp_path):
     run = tmp_path / "run"
-    result = sweep("+level=4", "stages=[traces,filter]", "data.n_train=500", f"hydra.run.dir={run}", cwd=tmp_path)
+    result = sweep("+level=4", "stages=[traces,filter]", "data=gsm8k", "model=tiny-qwen3", "data.n_train=500", f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (run / ".hydra" / "config.yaml").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
     assert (run / "sweep.log").read_text().count("filter: kept") == 1
@@ -43,7 +43,7 @@ def test_data_stages_write_the_run_dir(tmp_path):
     [
         (["+level=7"], "error: unknown level '7': valid levels are 1, 2, 3, 4, 5 (select one with +level=N)"),
         ([], "no compression level selected: add +level=N"),
-        (["+level=4", "data.n_train=100000"], "data.n_train=100000 exceeds the 7473 problems available in"),
+        (["+level=4", "data=gsm8k", "data.n_train=100000"], "data.n_train=100000 exceeds the 7473 problems available in"),
         (["+level=4", "stages=[traces,deploy]"], "unknown stage 'deploy'"),
     ],
 )
@@ -55,8 +55,8 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
 def test_malformed_jsonl_names_file_and_line(tmp_path):
     bad = tmp_path / "problems.jsonl"
     bad.write_text('{"question": "q", "answer": "#### 1"}\n{"question": oops}\n')
-    result = sweep("+level=4", "data.source=files", f"data.train_path={bad}", f"hydra.run.dir={tmp_path / 'run'}",
-                   cwd=tmp_path)
+    result = sweep("+level=4", "stages=[traces,filter]", "data=gsm8k", "data.source=files", f"data.train_path={bad}",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert f"{bad}:2: malformed JSON" in one_error_line(result)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "problems.jsonl:2" in metrics["error"]

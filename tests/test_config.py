@@ -19,7 +19,7 @@ def test_every_level_composes(level_id):
     level = level_from_config(cfg.level)
     assert level.id == level_id and level.renderer in RENDERERS
     assert level.instruction == f"Solve this using Level {level_id} ({level.name})."
-    assert cfg.data.name == "gsm8k" and cfg.teacher._target_.endswith("ReferenceTeacher")
+    assert cfg.data.name == "svamp" and cfg.model.name == "smollm2-135m" and cfg.teacher._target_.endswith("ReferenceTeacher")
     messages = build_prompt(level, "What is 2+2?", cfg.prompt.system, n_shots=2)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert messages[-1]["content"] == f"{level.instruction}\nProblem: What is 2+2?"
@@ -65,8 +65,8 @@ def test_bad_level_entries():
 def test_stages():
     assert resolve_stages(["filter", "traces"]) == ["traces", "filter"]
     assert resolve_stages("traces") == ["traces"]
-    with pytest.raises(ConfigError, match="'train' is not implemented yet"):
-        resolve_stages(["traces", "train"])
+    assert resolve_stages(["eval", "train", "traces"]) == ["traces", "train", "eval"]
+    assert resolve_stages(["traces", "filter", "train", "eval"], adapter="none") == ["traces", "filter", "eval"]
     with pytest.raises(ConfigError, match="unknown stage 'trace'"):
         resolve_stages(["trace"])
     with pytest.raises(ConfigError, match="stages is empty"):

@@ -11,7 +11,9 @@ from training.errors import ConfigError, DataError
 
 
 def data_cfg(*overrides: str):
-    return compose_config("+level=4", *overrides).data
+    """GSM8K unless the overrides pick another data set (the embedded default is SVAMP)."""
+    choice = () if any(o.startswith("data=") for o in overrides) else ("data=gsm8k",)
+    return compose_config("+level=4", *choice, *overrides).data
 
 
 def test_gsm8k_from_the_package_is_normalised_and_deterministic():

@@ -1,4 +1,4 @@
-"""The data stages end to end, in process, on the real config and shipped GSM8K."""
+"""The data stages end to end, in process, on the real config and shipped GSM8K (Qwen3 token counts)."""
 
 import json
 
@@ -10,6 +10,9 @@ from training.answers import is_correct
 from training.errors import ConfigError
 from training.jsonl import read_jsonl
 
+# The data stages alone, counting tokens with the tiny Qwen3's tokenizer (Qwen3's own).
+DATA = ("stages=[traces,filter]", "data=gsm8k", "model=tiny-qwen3")
+
 
 @pytest.fixture(scope="module")
 def level_runs(tmp_path_factory):
@@ -17,7 +20,7 @@ def level_runs(tmp_path_factory):
     runs = {}
     for level in range(1, 6):
         out = tmp_path_factory.mktemp(f"L{level}")
-        run_pipeline(compose_config(f"+level={level}", "data.n_train=500"), out)
+        run_pipeline(compose_config(f"+level={level}", *DATA, "data.n_train=500"), out)
         runs[level] = (json.loads((out / "filter_report.json").read_text()), read_jsonl(out / "filtered.jsonl"), out)
     return runs
 
@@ -49,7 +52,7 @@ def test_levels_get_shorter_and_every_kept_answer_is_correct(level_runs):
 
 def test_filter_alone_reads_earlier_traces(level_runs, tmp_path):
     _, kept, earlier = level_runs[4]
-    cfg = compose_config("+level=4", "stages=[filter]", f"+filter.traces_path={earlier / 'traces.jsonl'}",
+    cfg = compose_config("+level=4", *DATA, "stages=[filter]", f"+filter.traces_path={earlier / 'traces.jsonl'}",
                          "filter.select=shortest")
     summary = run_pipeline(cfg, tmp_path)
     assert summary["stages"] == ["filter"] and summary["filter"]["kept_problems"] == len(kept)
@@ -57,11 +60,11 @@ def test_filter_alone_reads_earlier_traces(level_runs, tmp_path):
 
 def test_failed_run_still_writes_metrics(tmp_path):
     with pytest.raises(ConfigError, match="stage 'filter' needs traces"):
-        run_pipeline(compose_config("+level=4", "stages=[filter]"), tmp_path)
+        run_pipeline(compose_config("+level=4", *DATA, "stages=[filter]"), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "needs traces" in metrics["error"]
 
 
 def test_svamp_runs(tmp_path):
-    summary = run_pipeline(compose_config("+level=4", "data=svamp", "data.n_train=100", "data.n_eval=50"), tmp_path)
+    summary = run_pipeline(compose_config("+level=4", *DATA, "data=svamp", "data.n_train=100", "data.n_eval=50"), tmp_path)
     assert summary["filter"]["keep_rate"] > 0.95 and summary["data"]["n_eval"] == 50

@@ -44,3 +44,18 @@ def parse_completion(text: str, open_tag: str = THINK_OPEN, close_tag: str = THI
         think = text[start + len(open_tag) : end].strip()
     after = text[end + len(close_tag) :] if end >= 0 else (text if n_open == 0 else "")
     return ParsedCompletion(n_open, n_close, think, [m.group(1) for m in ANSWER_LINE.finditer(after)])
+
+
+def think_text(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
+    """What the model spent on thinking: from the first opener to the next closer, or to the end if unclosed.
+
+    None when there is no opener at all. A closer with no opener (templates that
+    pre-fill the opener) counts everything before it.
+    """
+    start = text.find(open_tag)
+    if start < 0:
+        end = text.find(close_tag)
+        return text[:end].strip() if end >= 0 else None
+    body = text[start + len(open_tag) :]
+    end = body.find(close_tag)
+    return (body[:end] if end >= 0 else body).strip()

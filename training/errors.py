@@ -17,3 +17,7 @@ class DataError(CotParetoError):
 
 class TeacherError(CotParetoError):
     """A teacher broke its contract (wrong number of results, no output at all)."""
+
+
+class TrainingError(CotParetoError):
+    """Training cannot go on: no rows to train on, or the loss stopped being a number."""

@@ -1,0 +1,63 @@
+# Print the trials under a dir as a table. Run: python -m sweep.summary outputs/demo/<stamp>
+"""One line per trial, read from each run dir's ``metrics.json`` (never from memory)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.errors import CotParetoError
+
+
+def collect(root: Path) -> list[dict[str, Any]]:
+    """Every ``metrics.json`` below ``root``, sorted by level (baselines first), then path."""
+    if not root.is_dir():
+        raise CotParetoError(f"{root} is not a directory")
+    rows = []
+    for path in sorted(root.rglob("metrics.json")):
+        metrics = json.loads(path.read_text())
+        metrics["run_dir"] = str(path.parent)
+        rows.append(metrics)
+    if not rows:
+        raise CotParetoError(f"no metrics.json under {root}: nothing ran there yet")
+    return sorted(rows, key=lambda m: (m.get("adapter") != "none", m.get("level") or 0, m["run_dir"]))
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = f"{'trial':<16} {'status':<9} {'accuracy':>8} {'95% CI':>15} {'think tok':>9} {'n_train':>7} " \
+             f"{'train s':>7} {'eval s':>6}"
+    lines = [header, "-" * len(header)]
+    for m in rows:
+        name = f"base (L{m.get('level')} prompt)" if m.get("adapter") == "none" else f"L{m.get('level')}"
+        ci = m.get("accuracy_ci")
+        lines.append(
+            f"{name:<16} {m.get('status', '?'):<9} {_cell(m.get('accuracy'), '.3f'):>8} "
+            f"{(f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else '-'):>15} {_cell(m.get('mean_think_tokens'), '.1f'):>9} "
+            f"{_cell(m.get('n_train'), 'd'):>7} {_cell(m.get('train_seconds'), '.0f'):>7} "
+            f"{_cell(m.get('eval_seconds'), '.0f'):>6}"
+        )
+        if m.get("status") == "failed":
+            lines.append(f"{'':<16} error: {m.get('error')}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m sweep.summary DIR", file=sys.stderr)
+        return 2
+    try:
+        print(format_table(collect(Path(argv[0]))))
+    except CotParetoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""One W&B run per trial: offline unless the user has a key, always closed, failed or not.
+
+``wandb.mode``: ``auto`` (online when ``WANDB_API_KEY`` is set, offline otherwise),
+``online``, ``offline`` or ``disabled``. A ``WANDB_MODE`` in the environment wins,
+as W&B users expect. Offline runs land in ``<run dir>/wandb`` and upload later
+with ``wandb sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from training.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "online", "offline", "disabled")
+SAMPLE_COLUMNS = ("id", "gold", "extracted", "correct", "think_tokens", "completion_tokens", "output")
+
+
+def resolve_mode(requested: str, environ: Mapping[str, str] = os.environ) -> str:
+    if environ.get("WANDB_MODE"):
+        return environ["WANDB_MODE"]
+    if requested not in MODES:
+        raise ConfigError(f"wandb.mode={requested!r} is not one of {', '.join(MODES)}")
+    if requested == "auto":
+        return "online" if environ.get("WANDB_API_KEY") else "offline"
+    return requested
+
+
+def run_name(cfg: DictConfig) -> str:
+    """``L4-smollm2-135m-r16`` for a trained adapter, ``L4-smollm2-135m-base`` for the baseline."""
+    level = OmegaConf.select(cfg, "level.id", default="none")
+    model = OmegaConf.select(cfg, "model.name", default="model")
+    if str(cfg.get("adapter", "auto")) == "none":
+        return f"L{level}-{model}-base"
+    return f"L{level}-{model}-r{OmegaConf.select(cfg, 'train.lora_r', default='?')}"
+
+
+class Tracker:
+    """What a trial logs; a no-op when W&B is disabled."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    @property
+    def report_to(self) -> list[str]:
+        """For the HF Trainer: it then logs the training loss into this same run."""
+        return ["wandb"] if self.run is not None else []
+
+    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        if self.run is None:
+            return
+        scalars = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        self.run.log(scalars)
+        self.run.summary.update({k: v for k, v in metrics.items() if isinstance(v, int | float | str | list)})
+
+    def log_samples(self, rows: Sequence[Mapping[str, Any]], limit: int) -> None:
+        if self.run is None or not rows:
+            return
+        import wandb
+
+        table = wandb.Table(columns=list(SAMPLE_COLUMNS))
+        for row in rows[:limit]:
+            table.add_data(*[row.get(col) for col in SAMPLE_COLUMNS])
+        self.run.log({"eval/samples": table})
+
+
+@contextmanager
+def wandb_run(cfg: DictConfig, run_dir: Path, group: str) -> Iterator[Tracker]:
+    """Open the trial's W&B run; finish it with exit code 1 if the trial raises."""
+    wcfg = cfg.get("wandb") or {}
+    mode = resolve_mode(str(wcfg.get("mode", "auto")))
+    if mode == "disabled":
+        yield Tracker(None)
+        return
+    import wandb
+
+    run = wandb.init(
+        project=str(wcfg.get("project") or "cot-pareto"),
+        entity=wcfg.get("entity") or None,
+        group=str(wcfg.get("group") or group),
+        name=run_name(cfg),
+        tags=list(wcfg.get("tags") or []),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        dir=str(run_dir),
+        mode=mode,
+        reinit="finish_previous",  # one process may run many trials (Hydra's basic launcher)
+        settings=wandb.Settings(silent=True),  # our log says where the run is; keep the console to one line per event
+    )
+    log.info("wandb: %s run %s in %s", mode, run.name, run_dir / "wandb")
+    try:
+        yield Tracker(run)
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()

@@ -1,0 +1,118 @@
+"""Train and evaluate one level with the tiny Qwen3: real TRL, PEFT, bitsandbytes NF4 and W&B (offline), in process."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sweep.pipeline import run_pipeline
+from tests.conftest import compose_config
+from training.errors import ConfigError, TrainingError
+from training.jsonl import read_jsonl
+from training.models import model_path
+
+TINY = ("model=tiny-qwen3", "data.n_train=32", "data.n_eval=16", "hardware=cpu", "sampling.max_new_tokens=32",
+        "wandb.mode=offline")
+ISSUE_METRICS = ("level", "accuracy", "accuracy_ci", "accuracy_strict", "mean_think_tokens", "median_think_tokens",
+                 "mean_completion_tokens", "format_error_rate", "n_train", "n_eval", "train_seconds", "eval_seconds",
+                 "eval_tokens_per_second")
+
+
+def run_trial(run_dir: Path, *overrides: str) -> dict:
+    return run_pipeline(compose_config("+level=4", *TINY, *overrides), run_dir, group="tests")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    base = Path(model_path(compose_config("+level=4", *TINY).model))
+    before = sha256(base / "model.safetensors")
+    run = tmp_path_factory.mktemp("trial")
+    summary = run_trial(run)
+    return run, summary, base, before
+
+
+def test_trial_writes_every_artifact(trial):
+    run, summary, _, _ = trial
+    assert summary["status"] == "completed" and summary["stages"] == ["traces", "filter", "train", "eval"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and set(ISSUE_METRICS) <= set(metrics)
+    assert metrics["n_train"] == 32 and metrics["n_eval"] == 16 and metrics["level"] == 4
+    low, high = metrics["accuracy_ci"]
+    assert 0 <= low <= metrics["accuracy"] <= high <= 1
+    assert metrics["train"]["steps"] == 4 and metrics["train"]["loss_history"]
+    samples = read_jsonl(run / "eval_samples.jsonl")
+    assert len(samples) == 16
+    assert {"prompt", "output", "extracted", "gold", "correct", "think_tokens", "completion_tokens"} <= set(samples[0])
+    assert samples[0]["prompt"][-1]["content"].startswith("Solve this using Level 4 (Ultra-compact).")
+    assert metrics["mean_completion_tokens"] == sum(s["completion_tokens"] for s in samples) / 16
+    assert json.loads((run / "eval_results.json").read_text())["accuracy"] == metrics["accuracy"]
+    card = (run / "adapter" / "README.md").read_text()
+    assert "level 4 (Ultra-compact)" in card and "r=16" in card and "| accuracy |" in card and "svamp" in card
+    assert list((run / "wandb").glob("offline-run-*")), "the trial's W&B run was not written"
+
+
+def test_adapter_loads_back_with_trained_lora_and_untouched_base(trial):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run, _, base, before = trial
+    saved = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert saved and all("lora_" in key for key in saved)  # the adapter carries LoRA weights only
+    # PEFT initialises every lora_B to zero: a non-zero B is a trained one.
+    assert all(tensor.abs().sum() > 0 for key, tensor in saved.items() if "lora_B" in key)
+    original = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).state_dict()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), run / "adapter")
+    loaded = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in model.state_dict().items()
+              if "lora_" not in k}
+    for name, tensor in original.items():
+        assert torch.equal(loaded[name], tensor), name
+    assert sha256(base / "model.safetensors") == before  # training never wrote to the base weights
+
+
+def test_saved_adapter_reproduces_the_evaluation(trial, tmp_path):
+    run, _, _, _ = trial
+    again = run_trial(tmp_path, "stages=[eval]", f"adapter={run / 'adapter'}", "wandb.mode=disabled")
+    assert again["stages"] == ["eval"] and again["n_train"] == 0
+    first = [row["output"] for row in read_jsonl(run / "eval_samples.jsonl")]
+    assert [row["output"] for row in read_jsonl(tmp_path / "eval_samples.jsonl")] == first
+
+
+def test_baseline_evaluates_the_base_model(tmp_path):
+    summary = run_trial(tmp_path, "adapter=none", "wandb.mode=disabled", "data.n_eval=8")
+    assert summary["stages"] == ["traces", "filter", "eval"] and summary["adapter"] == "none"
+    assert summary["eval"]["adapter"] == "none" and summary["n_train"] == 0 and summary["n_eval"] == 8
+    assert not (tmp_path / "adapter").exists()
+
+
+def assert_failed(run_dir: Path, message: str) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and message in metrics["error"]
+
+
+def test_nan_loss_fails_the_trial(tmp_path):
+    with pytest.raises(TrainingError, match="training loss became nan"):
+        run_trial(tmp_path, "train.learning_rate=1e38", "train.logging_steps=1", "data.n_train=16", "wandb.mode=disabled")
+    assert_failed(tmp_path, "training loss became nan")
+
+
+def test_empty_filtered_set_fails_before_loading_a_model(tmp_path):
+    with pytest.raises(TrainingError, match="nothing to train on"):
+        run_trial(tmp_path, "filter.max_think_tokens=1", "wandb.mode=disabled")
+    assert_failed(tmp_path, "nothing to train on")
+
+
+def test_unloadable_model_fails_and_closes_the_wandb_run(tmp_path):
+    import wandb
+
+    with pytest.raises(ConfigError, match="cannot load"):
+        run_trial(tmp_path, "model.source=hub", f"+model.path={tmp_path / 'no-such-model'}", "stages=[eval]",
+                  "adapter=none")
+    assert_failed(tmp_path, "cannot load")
+    assert wandb.run is None  # finished, with exit code 1, not left open

@@ -1,0 +1,90 @@
+"""Where a trial computes and in which precision: the ``hardware`` config group made concrete.
+
+``cpu`` computes in fp32, ``turing`` in fp16 (no bf16 units, no FlashAttention 2),
+``a100`` in bf16, ``auto`` picks by looking at the machine. Asking for a GPU that
+is not there is a config error, not a silent CPU run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from training.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    device: str  # cpu | cuda
+    precision: str  # fp32 | fp16 | bf16
+    attn_implementation: str | None
+    num_threads: int
+
+    @property
+    def dtype(self):
+        import torch
+
+        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = None,
+                     bf16_supported: bool | None = None) -> Hardware:
+    """Turn ``cfg.hardware`` into a concrete device and precision, checking the machine can do it.
+
+    The two flags default to what torch sees; tests pass them to check every branch.
+    """
+    if cuda_available is None or bf16_supported is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
+        bf16_supported = (cuda_available and torch.cuda.is_bf16_supported()) if bf16_supported is None else bf16_supported
+    name = str(cfg.get("name", "?"))
+    device = str(cfg.get("device", "auto"))
+    precision = str(cfg.get("precision", "auto"))
+    if device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+    if device not in DEVICES:
+        raise ConfigError(f"hardware {name}: unknown device {device!r} (valid: auto, {', '.join(DEVICES)})")
+    if device == "cuda" and not cuda_available:
+        raise ConfigError(f"hardware={name} needs a CUDA GPU and torch sees none; use hardware=cpu or hardware=auto")
+    if precision == "auto":
+        precision = "fp32" if device == "cpu" else ("bf16" if bf16_supported else "fp16")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"hardware {name}: unknown precision {precision!r} (valid: auto, {', '.join(PRECISIONS)})")
+    if precision == "bf16" and device == "cuda" and not bf16_supported:
+        raise ConfigError(f"hardware={name} asks for bf16 but this GPU has no bf16 support; use hardware=turing (fp16)")
+    if precision == "fp16" and device == "cpu":
+        # torch's fp16 matmuls on CPU are slow or missing, and HF Trainer would silently run fp32 anyway.
+        raise ConfigError(f"hardware {name}: fp16 is a GPU precision; use precision fp32 on CPU")
+    threads = cfg.get("num_threads")
+    num_threads = int(threads) if threads else usable_cores()
+    if num_threads < 1:
+        raise ConfigError(f"hardware {name}: num_threads must be at least 1")
+    return Hardware(name, device, precision, cfg.get("attn_implementation") or None, num_threads)
+
+
+def apply_threads(hardware: Hardware) -> None:
+    """Set torch's CPU thread pool deliberately: oversubscribed cores make CPU training many times slower."""
+    import torch
+
+    if torch.get_num_threads() != hardware.num_threads:
+        torch.set_num_threads(hardware.num_threads)
+    log.info("hardware: %s, %s on %s, %d CPU threads", hardware.name, hardware.precision, hardware.device,
+             hardware.num_threads)

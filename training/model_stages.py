@@ -1,0 +1,100 @@
+"""The two model stages, ``train`` and ``eval``, as plain functions over a loaded student.
+
+The student is loaded once per trial and shared: ``train`` wraps it in a LoRA
+adapter, ``eval`` generates with whatever it holds (the fresh adapter, one loaded
+from a folder, or none for the baseline).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.data import Problem
+from training.errors import ConfigError
+from training.evaluate import evaluate
+from training.hardware import Hardware
+from training.jsonl import write_json, write_jsonl
+from training.levels import Level
+from training.models import load_model, load_tokenizer, model_path, stop_token_id
+from training.sft import resolve_quant_config, train_adapter
+from training.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+TRAINER_DIR = "trainer"
+EVAL_SAMPLES_FILE = "eval_samples.jsonl"
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+@dataclass
+class Student:
+    model: Any
+    tokenizer: Any
+    path: str  # the folder the base weights came from
+    quantization: str  # "nf4" or "none": what the weights actually are
+    adapter: str = "none"  # "none", or the folder of the adapter the model now carries
+
+
+def load_student(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], hardware: Hardware) -> Student:
+    """The base model, NF4-quantised when ``train.quantization`` asks for it (and bitsandbytes can)."""
+    path = model_path(model_cfg)
+    tokenizer = load_tokenizer(model_cfg, path)
+    quant = resolve_quant_config(train_cfg, hardware)
+    model = load_model(model_cfg, dtype=hardware.dtype, device=hardware.device, quantization_config=quant,
+                       attn_implementation=hardware.attn_implementation, path=path)
+    log.info("model: %s from %s (%s weights, %s compute)", model_cfg["name"], path,
+             "nf4" if quant is not None else hardware.precision, hardware.precision)
+    return Student(model, tokenizer, path, "nf4" if quant is not None else "none")
+
+
+def attach_adapter(student: Student, adapter_dir: Path) -> None:
+    from peft import PeftModel
+
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ConfigError(f"no LoRA adapter at {adapter_dir} (adapter_config.json missing)")
+    student.model = PeftModel.from_pretrained(student.model, str(adapter_dir))
+    student.adapter = str(adapter_dir)
+    log.info("model: loaded adapter %s", adapter_dir)
+
+
+def train_stage(student: Student, rows: Sequence[Mapping[str, Any]], model_cfg: Mapping[str, Any],
+                train_cfg: Mapping[str, Any], hardware: Hardware, run_dir: Path,
+                report_to: Sequence[str] = ()) -> dict[str, Any]:
+    """Train a LoRA adapter on ``rows`` and save it (weights and tokenizer) to ``run_dir/adapter``."""
+    model, summary = train_adapter(rows, student.model, student.tokenizer, train_cfg, hardware, run_dir / TRAINER_DIR,
+                                   chat_template_kwargs=model_cfg.get("chat_template_kwargs"), report_to=report_to)
+    adapter_dir = run_dir / ADAPTER_DIR
+    model.save_pretrained(adapter_dir)
+    student.tokenizer.save_pretrained(adapter_dir)
+    student.model, student.adapter = model, str(adapter_dir)
+    summary.update(n_train=len(rows), adapter=str(adapter_dir))
+    log.info("train: adapter saved to %s", adapter_dir)
+    return summary
+
+
+def eval_stage(student: Student, problems: Sequence[Problem], level: Level, model_cfg: Mapping[str, Any],
+               eval_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any], run_dir: Path, *,
+               system: str | None, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Evaluate the student on ``problems``; write ``eval_samples.jsonl`` and ``eval_results.json``."""
+    counter = TokenCounter(student.path)
+    rows, metrics = evaluate(
+        student.model, student.tokenizer, problems, level, counter,
+        sampling=sampling_cfg, batch_size=int(eval_cfg["batch_size"]),
+        stop_token_id=stop_token_id(student.tokenizer, model_cfg), system=system,
+        n_shots=int(eval_cfg.get("n_shots", 0)), extractor=str(eval_cfg.get("extractor", "flexible")),
+        open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
+        chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed,
+    )
+    metrics.update(level=level.id, adapter=student.adapter, quantization=student.quantization)
+    write_jsonl(run_dir / EVAL_SAMPLES_FILE, rows)
+    write_json(run_dir / EVAL_RESULTS_FILE, {**metrics, "sampling": dict(sampling_cfg), "model": model_cfg["name"]})
+    log.info("eval: %s accuracy %.3f [%.3f, %.3f] (strict %.3f), think tokens mean %.1f, format errors %.1f%%, "
+             "%.0f generated tokens/s", level.tag, metrics["accuracy"], *metrics["accuracy_ci"],
+             metrics["accuracy_strict"], metrics["mean_think_tokens"], 100 * metrics["format_error_rate"],
+             metrics["eval_tokens_per_second"] or 0)
+    return rows, metrics

@@ -1,0 +1,190 @@
+"""The training recipe: QLoRA SFT of a student on a level's filtered traces.
+
+QLoRA is LoRA plus a quantization config: :func:`build_quant_config` returns the
+NF4 ``BitsAndBytesConfig`` (or None for plain LoRA) and everything else is the
+same code path. Loss falls on the assistant completion only, because the rows are
+TRL's conversational prompt/completion format.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from training.errors import ConfigError, TrainingError
+from training.hardware import Hardware
+
+log = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("nf4", "none")
+
+
+def build_quant_config(cfg: Mapping[str, Any], compute_dtype):
+    """NF4 with double quantization (the QLoRA recipe), computing in ``compute_dtype``; None for plain LoRA."""
+    kind = str(cfg.get("quantization", "nf4"))
+    if kind not in QUANTIZATIONS:
+        raise ConfigError(f"train.quantization={kind!r} is not one of {', '.join(QUANTIZATIONS)}")
+    if kind == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=bool(cfg.get("double_quant", True)),
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=compute_dtype,
+    )
+
+
+def build_peft_config(cfg: Mapping[str, Any]):
+    from peft import LoraConfig
+
+    rank = int(cfg["lora_r"])
+    if rank < 1:
+        raise ConfigError(f"train.lora_r must be a positive integer, got {rank}")
+    if not 0 <= float(cfg["lora_dropout"]) < 1:
+        raise ConfigError(f"train.lora_dropout must be in [0, 1), got {cfg['lora_dropout']}")
+    targets = cfg.get("target_modules") or "all-linear"
+    return LoraConfig(
+        r=rank,
+        lora_alpha=float(cfg["lora_alpha"]),
+        lora_dropout=float(cfg["lora_dropout"]),
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Path, report_to: Sequence[str] = ()):
+    from trl import SFTConfig
+
+    for key in ("epochs", "batch_size", "grad_accum", "max_length"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"train.{key} must be at least 1, got {cfg[key]}")
+    if not float(cfg["learning_rate"]) > 0:
+        raise ConfigError(f"train.learning_rate must be positive, got {cfg['learning_rate']}")
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=float(cfg["epochs"]),
+        per_device_train_batch_size=int(cfg["batch_size"]),
+        gradient_accumulation_steps=int(cfg["grad_accum"]),
+        learning_rate=float(cfg["learning_rate"]),
+        lr_scheduler_type=str(cfg["lr_scheduler"]),
+        warmup_steps=_warmup(cfg.get("warmup", 0)),
+        weight_decay=float(cfg["weight_decay"]),
+        max_grad_norm=float(cfg["max_grad_norm"]),
+        max_length=int(cfg["max_length"]),
+        logging_steps=int(cfg["logging_steps"]),
+        logging_nan_inf_filter=False,  # a NaN loss must reach our callback, not be averaged away
+        activation_checkpointing=bool(cfg["gradient_checkpointing"]),
+        seed=int(cfg["seed"]),
+        data_seed=int(cfg["seed"]),
+        use_cpu=hardware.device == "cpu",
+        bf16=hardware.precision == "bf16",
+        fp16=hardware.precision == "fp16",
+        save_strategy="no",  # the adapter is saved once, by us, with its model card
+        report_to=list(report_to) or "none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def _warmup(value: Any) -> float | int:
+    """transformers 5 reads an integer as steps and a float below 1 as a fraction of all steps."""
+    number = float(value or 0)
+    if number < 0:
+        raise ConfigError(f"train.warmup must be >= 0, got {value}")
+    return int(number) if number >= 1 else number
+
+
+@functools.cache
+def bitsandbytes_problem(device: str) -> str | None:
+    """Why NF4 cannot run on ``device`` here, or None when a 4-bit matmul works (checked once per process)."""
+    try:
+        import bitsandbytes as bnb
+        import torch
+
+        layer = bnb.nn.Linear4bit(64, 64, compute_dtype=torch.float32, quant_type="nf4").to(device)
+        layer(torch.ones(1, 64, device=device))
+    except Exception as err:  # any failure means "cannot run": import, missing kernels, driver
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def resolve_quant_config(cfg: Mapping[str, Any], hardware: Hardware):
+    """The quantization config to train with, honouring ``allow_unquantized_fallback`` where NF4 cannot run."""
+    quant = build_quant_config(cfg, hardware.dtype)
+    if quant is None:
+        return None
+    problem = bitsandbytes_problem(hardware.device)
+    if problem is None:
+        return quant
+    if cfg.get("allow_unquantized_fallback"):
+        log.warning("train: bitsandbytes cannot run NF4 on %s (%s); training plain LoRA on %s weights instead",
+                    hardware.device, problem, hardware.precision)
+        return None
+    raise ConfigError(f"bitsandbytes cannot run NF4 on {hardware.device} ({problem}); "
+                      "set train.quantization=none or train.allow_unquantized_fallback=true")
+
+
+def _finite_loss_callback():
+    from transformers import TrainerCallback
+
+    class StopOnNonFiniteLoss(TrainerCallback):
+        """Fail the trial at the first logged NaN/inf loss instead of training on garbage."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise TrainingError(f"training loss became {loss} at step {state.global_step}; "
+                                    "lower train.learning_rate or use a wider precision")
+
+    return StopOnNonFiniteLoss()
+
+
+def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapping[str, Any], hardware: Hardware,
+                  work_dir: Path, *, chat_template_kwargs: Mapping[str, Any] | None = None,
+                  report_to: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+    """LoRA-train ``model`` (already quantised or not) on prompt/completion ``rows``; return the PEFT model."""
+    from datasets import Dataset
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from trl import SFTTrainer
+
+    if not rows:
+        raise TrainingError("no training rows: the filter kept no trace (see filter_report.json)")
+    records = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    if chat_template_kwargs:
+        records = [{**r, "chat_template_kwargs": dict(chat_template_kwargs)} for r in records]
+    args = build_sft_config(cfg, hardware, work_dir, report_to)
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(cfg["gradient_checkpointing"]))
+    model = get_peft_model(model, build_peft_config(cfg))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                         callbacks=[_finite_loss_callback()])
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    if not math.isfinite(result.training_loss):
+        raise TrainingError(f"training ended with loss {result.training_loss}")
+    tokens = int(sum(len(x) for x in trainer.train_dataset["input_ids"])) * float(cfg["epochs"])
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    trainable, total = model.get_nb_trainable_parameters()
+    summary = {
+        "train_seconds": round(seconds, 3),
+        "train_loss": round(float(result.training_loss), 5),
+        "final_loss": round(float(losses[-1]), 5) if losses else None,
+        "steps": int(trainer.state.global_step),
+        "train_tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "trainable_parameters": int(trainable),
+        "total_parameters": int(total),
+        "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+    }
+    log.info("train: %d rows, %d steps in %.1fs (%.0f tokens/s), loss %.4f -> %s", len(rows), summary["steps"],
+             seconds, summary["train_tokens_per_second"] or 0, summary["train_loss"], summary["final_loss"])
+    return model, summary
