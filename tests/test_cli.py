@@ -60,3 +60,15 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     assert f"{bad}:2: malformed JSON" in one_error_line(result)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "problems.jsonl:2" in metrics["error"]
+
+
+def test_model_stages_through_the_entry_point(tmp_path):
+    run = tmp_path / "run"
+    result = sweep("+level=4", "model=tiny-qwen3", "adapter=none", "stages=[eval]", "data.n_eval=4", "hardware=cpu",
+                   "sampling.max_new_tokens=8", "wandb.mode=offline", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["adapter"] == "none" and metrics["n_eval"] == 4
+    assert len((run / "eval_samples.jsonl").read_text().splitlines()) == 4
+    assert "eval: L4 accuracy" in (run / "sweep.log").read_text()
+    assert list((run / "wandb").glob("offline-run-*"))

@@ -55,7 +55,9 @@ def test_trial_writes_every_artifact(trial):
     assert json.loads((run / "eval_results.json").read_text())["accuracy"] == metrics["accuracy"]
     card = (run / "adapter" / "README.md").read_text()
     assert "level 4 (Ultra-compact)" in card and "r=16" in card and "| accuracy |" in card and "svamp" in card
-    assert list((run / "wandb").glob("offline-run-*")), "the trial's W&B run was not written"
+    [record] = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    logged = record.read_bytes()  # W&B's offline record: the trainer's loss and our metrics in one run
+    assert b"train/loss" in logged and b"eval/accuracy" in logged and b"eval/samples" in logged
 
 
 def test_adapter_loads_back_with_trained_lora_and_untouched_base(trial):
@@ -85,7 +87,9 @@ def test_saved_adapter_reproduces_the_evaluation(trial, tmp_path):
 
 
 def test_baseline_evaluates_the_base_model(tmp_path):
-    summary = run_trial(tmp_path, "adapter=none", "wandb.mode=disabled", "data.n_eval=8")
+    # Sampling with a presence penalty exercises the non-greedy path of the same evaluator.
+    summary = run_trial(tmp_path, "adapter=none", "wandb.mode=disabled", "data.n_eval=8", "sampling=sample",
+                        "sampling.presence_penalty=0.5")
     assert summary["stages"] == ["traces", "filter", "eval"] and summary["adapter"] == "none"
     assert summary["eval"]["adapter"] == "none" and summary["n_train"] == 0 and summary["n_eval"] == 8
     assert not (tmp_path / "adapter").exists()
