@@ -19,7 +19,8 @@ def test_every_level_composes(level_id):
     level = level_from_config(cfg.level)
     assert level.id == level_id and level.renderer in RENDERERS
     assert level.instruction == f"Solve this using Level {level_id} ({level.name})."
-    assert cfg.data.name == "svamp" and cfg.model.name == "smollm2-135m" and cfg.teacher._target_.endswith("ReferenceTeacher")
+    assert cfg.data.name == "svamp" and cfg.model.name == "smollm2-135m"
+    assert cfg.teacher._target_.endswith("ReferenceTeacher")
     messages = build_prompt(level, "What is 2+2?", cfg.prompt.system, n_shots=2)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert messages[-1]["content"] == f"{level.instruction}\nProblem: What is 2+2?"

@@ -157,6 +157,7 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
     """LoRA-train ``model`` (already quantised or not) on prompt/completion ``rows``; return the PEFT model."""
     from datasets import Dataset
     from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
     from trl import SFTTrainer
 
     if not rows:
@@ -165,6 +166,9 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
     if chat_template_kwargs:
         records = [{**r, "chat_template_kwargs": dict(chat_template_kwargs)} for r in records]
     args = build_sft_config(cfg, hardware, work_dir, report_to)
+    # LoRA's A matrices are drawn at get_peft_model, before the Trainer seeds anything: seed here, or a
+    # trial's result depends on what ran before it in the process (a multirun's earlier jobs).
+    set_seed(int(cfg["seed"]))
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(cfg["gradient_checkpointing"]))
     model = get_peft_model(model, build_peft_config(cfg))

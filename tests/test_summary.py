@@ -1,0 +1,35 @@
+"""The run summary reads metrics.json files, never objects in memory."""
+
+import json
+
+import pytest
+
+from sweep.summary import collect, format_table, main
+from training.errors import CotParetoError
+
+
+def write(path, **metrics):
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_table_lists_baseline_first_then_levels(tmp_path, capsys):
+    write(tmp_path / "1_L2", status="completed", level=2, adapter="auto", accuracy=0.25, accuracy_ci=[0.1, 0.4],
+          mean_think_tokens=12.0, n_train=128, train_seconds=130.0, eval_seconds=13.0)
+    write(tmp_path / "0_L1", status="failed", level=1, adapter="auto", error="TrainingError: loss became nan")
+    write(tmp_path / "base_L1", status="completed", level=1, adapter="none", accuracy=0.0, accuracy_ci=[0.0, 0.06],
+          mean_think_tokens=50.4, n_train=0, eval_seconds=49.0)
+    rows = collect(tmp_path)
+    assert [(r["adapter"], r["level"]) for r in rows] == [("none", 1), ("auto", 1), ("auto", 2)]
+    lines = format_table(rows).splitlines()
+    assert lines[2].startswith("base (L1 prompt) completed    0.000  [0.000, 0.060]      50.4       0       -")
+    assert lines[3].startswith("L1               failed") and "error: TrainingError: loss became nan" in lines[4]
+    assert lines[5].split() == ["L2", "completed", "0.250", "[0.100,", "0.400]", "12.0", "128", "130", "13"]
+    assert main([str(tmp_path)]) == 0 and "L2" in capsys.readouterr().out
+
+
+def test_empty_or_missing_dir_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(CotParetoError, match="no metrics.json"):
+        collect(tmp_path)
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
