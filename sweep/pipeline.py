@@ -18,13 +18,15 @@ from sweep.cli import available_levels
 from sweep.tracking import Tracker, wandb_run
 from training.data import Splits, load_problems
 from training.errors import ConfigError, TrainingError
+from training.generation import generation_kwargs
 from training.hardware import apply_threads, resolve_hardware
 from training.jsonl import read_jsonl, write_json
 from training.levels import Level, level_from_config
 from training.model_card import write_model_card
 from training.model_stages import ADAPTER_DIR, Student, attach_adapter, eval_stage, load_student, train_stage
 from training.models import model_path
-from training.stages import FILTERED_FILE, TRACES_FILE, filter_stage, traces_stage
+from training.stage_cache import cache_dir, run_cached
+from training.stages import FILTER_REPORT_FILE, FILTERED_FILE, TRACES_FILE, filter_stage, traces_stage
 from training.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -119,8 +121,8 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
             with wandb_run(cfg, run_dir, group) as tracker:
                 _model_stages(cfg, run_dir, level, stages, splits, summary, tracker)
         summary["status"] = "completed"
-    except Exception as err:
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+    except BaseException as err:  # Ctrl-C too: the run dir must not be left saying "running"
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
         raise
     finally:
         summary["seconds"] = round(time.perf_counter() - start, 3)
@@ -136,22 +138,54 @@ def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str]
         log.info("data: %s, %d train / %d eval problems (%d rows without a gold answer skipped)",
                  splits.stats["name"], splits.stats["n_train"], splits.stats["n_eval"], splits.stats["skipped_no_gold"])
     if "traces" in stages:
-        teacher, n_samples = build_teacher(cfg.teacher)
-        summary["traces"] = traces_stage(splits.train, level, teacher, run_dir / TRACES_FILE,
-                                         n_samples=n_samples, seed=int(cfg.seed))
+        summary["traces"] = run_cached(_stage_cache(cfg, stages, "traces"), "traces", _cache_parts(cfg, "traces"),
+                                       run_dir, [TRACES_FILE], lambda: _traces(cfg, splits, level, run_dir),
+                                       cacheable=lambda result: result["teacher_errors"] == 0)
     if "filter" in stages:
-        think = cfg.model.think
-        counter = TokenCounter(cfg.filter.get("tokenizer") or model_path(cfg.model))
-        report = filter_stage(
-            _input(cfg, "traces_path", run_dir / TRACES_FILE, "traces", stages), run_dir, level, counter,
-            system=cfg.prompt.get("system"), select=cfg.filter.select,
-            allow_empty_think=bool(cfg.filter.allow_empty_think), max_think_tokens=cfg.filter.get("max_think_tokens"),
-            open_tag=think.open, close_tag=think.close,
-        )
+        report = run_cached(_stage_cache(cfg, stages, "filter"), "filter", _cache_parts(cfg, "filter"), run_dir,
+                            [FILTERED_FILE, FILTER_REPORT_FILE], lambda: _filter(cfg, run_dir, level, stages))
         summary["filter"] = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate", "dropped")}
         summary["filter"]["mean_think_chars"] = (report["think_chars"] or {}).get("mean")
         summary["filter"]["mean_think_tokens"] = (report["think_tokens"] or {}).get("mean")
+        summary["filter"].update({key: report[key] for key in ("cache", "seconds") if key in report})
     return splits
+
+
+# The config groups each stage's output depends on, cumulatively: a stage's key covers its inputs' keys.
+CACHE_KEYS = {"traces": ("data", "teacher", "level", "seed"), "filter": ("filter", "prompt", "model"),
+              "train": ("train",)}
+
+
+def _cache_parts(cfg: DictConfig, stage: str, **extra: Any) -> dict[str, Any]:
+    """Resolved plain values of the settings ``stage``'s output depends on: its cache key."""
+    keys = [key for name in STAGES[:STAGES.index(stage) + 1] for key in CACHE_KEYS.get(name, ())]
+    return {**{key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+               for key in keys}, **extra}
+
+
+def _stage_cache(cfg: DictConfig, stages: list[str], stage: str) -> Path | None:
+    """The cache root for ``stage``, or None: off by config, or fed a file given by path (no settings to key on)."""
+    if not (cfg.get("cache") and cfg.cache.get("enabled")):
+        return None
+    if any(name not in stages for name in STAGES[:STAGES.index(stage)]):
+        return None
+    return cache_dir(cfg.cache.get("dir"))
+
+
+def _traces(cfg: DictConfig, splits: Splits, level: Level, run_dir: Path) -> dict[str, Any]:
+    teacher, n_samples = build_teacher(cfg.teacher)
+    return traces_stage(splits.train, level, teacher, run_dir / TRACES_FILE, n_samples=n_samples, seed=int(cfg.seed))
+
+
+def _filter(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str]) -> dict[str, Any]:
+    think = cfg.model.think
+    counter = TokenCounter(cfg.filter.get("tokenizer") or model_path(cfg.model))
+    return filter_stage(
+        _input(cfg, "traces_path", run_dir / TRACES_FILE, "traces", stages), run_dir, level, counter,
+        system=cfg.prompt.get("system"), select=cfg.filter.select,
+        allow_empty_think=bool(cfg.filter.allow_empty_think), max_think_tokens=cfg.filter.get("max_think_tokens"),
+        open_tag=think.open, close_tag=think.close,
+    )
 
 
 def _model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], splits: Splits | None,
@@ -162,10 +196,12 @@ def _model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str
                            "num_threads": hardware.num_threads}
     adapter_dir = _adapter_source(cfg, run_dir, stages)
     rows = _training_rows(cfg, run_dir, stages) if "train" in stages else []
+    if "eval" in stages:
+        generation_kwargs(cfg.sampling)  # bad sampling settings fail now, not after the training they would waste
     student = load_student(cfg.model, cfg.train, hardware)
     summary["n_train"] = 0
     if "train" in stages:
-        summary["train"] = train_stage(student, rows, cfg.model, cfg.train, hardware, run_dir, tracker.report_to)
+        summary["train"] = _train(cfg, student, rows, hardware, run_dir, stages, tracker)
         summary["n_train"] = summary["train"]["n_train"]
         summary["train_seconds"] = summary["train"]["train_seconds"]
         write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
@@ -180,6 +216,21 @@ def _model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str
         tracker.log_samples(samples, int(cfg.eval.get("log_samples", 64)))
         if "train" in stages:  # the card now carries the scores too
             write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
+
+
+def _train(cfg: DictConfig, student: Student, rows: list[dict[str, Any]], hardware: Any, run_dir: Path,
+           stages: list[str], tracker: Tracker) -> dict[str, Any]:
+    """Train the adapter, or restore it from the stage cache: trials that differ only in sampling train once."""
+    parts = _cache_parts(cfg, "train", device=hardware.device, precision=hardware.precision,
+                         quantization=student.quantization)
+    summary = run_cached(_stage_cache(cfg, stages, "train"), "train", parts, run_dir, [ADAPTER_DIR],
+                         lambda: train_stage(student, rows, cfg.model, cfg.train, hardware, run_dir, tracker.report_to))
+    if summary["cache"] == "hit":
+        attach_adapter(student, run_dir / ADAPTER_DIR)
+        # This trial's wall time is the copy; the cached training's own time stays in computed_seconds.
+        summary.update(adapter=str(run_dir / ADAPTER_DIR), computed_seconds=summary["train_seconds"],
+                       train_seconds=summary["seconds"])
+    return summary
 
 
 # Copied to the top level of metrics.json, where analysis and sweeps read them.

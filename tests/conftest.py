@@ -9,6 +9,7 @@ import pytest
 
 from sweep.cli import compose_config
 from training.data import _package_file
+from training.stage_cache import STAGE_CACHE_ENV
 
 __all__ = ["compose_config"]
 
@@ -24,3 +25,11 @@ def gsm8k_train_rows() -> list[dict]:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+@pytest.fixture(autouse=True)
+def fresh_stage_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test starts with an empty stage cache (subprocesses inherit it), so no test sees another's traces."""
+    path = tmp_path / "stage-cache"
+    monkeypatch.setenv(STAGE_CACHE_ENV, str(path))
+    return path

@@ -19,12 +19,11 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from training.atomic import build_atomically
 from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,24 +50,6 @@ def package_dir(package: str) -> Path:
 def _fingerprint(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> str:
     payload = json.dumps({key: cfg.get(key) for key in keys}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def _build_atomically(target: Path, build) -> Path:
-    """Run ``build(tmp_dir)`` and rename the result to ``target`` unless another process won."""
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process renamed its copy first: theirs is as good as ours
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _convert_gguf(cfg: Mapping[str, Any], out: Path) -> None:
@@ -124,10 +105,11 @@ def model_path(cfg: Mapping[str, Any]) -> str:
             raise ConfigError(f"model {cfg.get('name')!r}: source=hub needs model.path (a hub id or a folder)")
         return str(cfg["path"])
     if source == "gguf":
-        key = _fingerprint(cfg, ("package", "gguf_file"))
-        return str(_build_atomically(cache_root() / "models" / f"{cfg['name']}-{key}", lambda out: _convert_gguf(cfg, out)))
-    key = _fingerprint(cfg, ("package", "tokenizer_dir", "architecture", "seed", "stop_token"))
-    return str(_build_atomically(cache_root() / "models" / f"{cfg['name']}-{key}", lambda out: _build_tiny(cfg, out)))
+        key, build = _fingerprint(cfg, ("package", "gguf_file")), _convert_gguf
+    else:
+        key, build = _fingerprint(cfg, ("package", "tokenizer_dir", "architecture", "seed", "stop_token")), _build_tiny
+    target = cache_root() / "models" / f"{cfg['name']}-{key}"
+    return str(build_atomically(target, lambda out: build(cfg, out), "config.json"))
 
 
 def load_tokenizer(cfg: Mapping[str, Any], path: str | None = None):

@@ -20,9 +20,6 @@ from training.errors import ConfigError, TrainingError
 from training.hardware import Hardware
 
 log = logging.getLogger(__name__)
-# bitsandbytes warns on every CPU load that the optional `kernels` package (which fetches from a hub)
-# is missing; its built-in CPU path works without it, so the advice only misleads here.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 QUANTIZATIONS = ("nf4", "none")
 

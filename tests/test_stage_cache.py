@@ -1,0 +1,50 @@
+"""The content-addressed stage cache: a hit restores the files without running the stage."""
+
+from __future__ import annotations
+
+import json
+
+from training.stage_cache import run_cached, stage_key
+
+
+def _stage(run_dir, calls, text="rows\n", errors=0):
+    def compute():
+        calls.append(run_dir)
+        (run_dir / "out.jsonl").write_text(text)
+        return {"n": 1, "teacher_errors": errors, "seconds": 2.5}
+    return compute
+
+
+def test_second_run_restores_the_files_without_computing(tmp_path):
+    calls: list = []
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    miss = run_cached(tmp_path / "cache", "traces", {"level": 4}, first, ["out.jsonl"], _stage(first, calls))
+    hit = run_cached(tmp_path / "cache", "traces", {"level": 4}, second, ["out.jsonl"], _stage(second, calls))
+    assert calls == [first]
+    assert (second / "out.jsonl").read_text() == "rows\n"
+    assert miss["cache"] == "miss" and hit["cache"] == "hit" and hit["cache_key"] == miss["cache_key"]
+    assert hit["computed_seconds"] == 2.5 and hit["seconds"] < 1 and "key_parts" not in hit
+    stored = json.loads((tmp_path / "cache" / "traces" / miss["cache_key"] / "summary.json").read_text())
+    assert stored["key_parts"] == {"level": 4}
+
+
+def test_other_settings_or_incomplete_output_miss(tmp_path):
+    calls: list = []
+    for i, parts in enumerate(({"level": 4}, {"level": 5}, {"level": 4, "seed": 1})):
+        run_dir = tmp_path / str(i)
+        run_dir.mkdir()
+        run_cached(tmp_path / "cache", "traces", parts, run_dir, ["out.jsonl"], _stage(run_dir, calls))
+    assert len(calls) == 3
+    flaky = tmp_path / "flaky"
+    flaky.mkdir()
+    ok = lambda summary: summary["teacher_errors"] == 0  # noqa: E731
+    run_cached(tmp_path / "cache", "t2", {}, flaky, ["out.jsonl"], _stage(flaky, calls, errors=1), cacheable=ok)
+    run_cached(tmp_path / "cache", "t2", {}, flaky, ["out.jsonl"], _stage(flaky, calls, errors=1), cacheable=ok)
+    assert len(calls) == 5  # a stage with teacher errors is retried, not cached
+    assert run_cached(None, "t2", {}, flaky, ["out.jsonl"], _stage(flaky, calls))["n"] == 1 and len(calls) == 6
+
+
+def test_keys_are_stable_and_order_free():
+    assert stage_key("traces", {"a": 1, "b": [1, 2]}) == stage_key("traces", {"b": [1, 2], "a": 1})
+    assert stage_key("traces", {"a": 1}) != stage_key("filter", {"a": 1})

@@ -1,0 +1,121 @@
+"""Sweeps end to end on the tiny model, as users start them: separate processes, real Optuna storage.
+
+``+search=smoke`` is the real search config, shrunk to the tiny model and four problems.
+W&B is disabled here only to save time; tests/test_train_eval.py checks the W&B record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from sweep.study import INTERRUPTED, RETRY_OF, WORKER
+from sweep.sweep_summary import read_summary
+from training.hardware import usable_cores
+
+REPO = Path(__file__).resolve().parent.parent
+STUDY = "smoke-tiny-qwen3-svamp"
+FAST = ["wandb.mode=disabled"]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _run(args: list[str], module: str = "sweep") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", module, *(["-m"] if module == "sweep" else []), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _trials(sweep_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
+    return optuna.load_study(study_name=STUDY, storage=storage).trials
+
+
+def test_two_worker_processes_share_one_study(tmp_path):
+    sweep_dir = tmp_path / "search"
+    result = _run(["2", "+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=8", *FAST],
+                  module="sweep.workers")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = _trials(sweep_dir)
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs[WORKER] for t in trials}) == 2  # both processes ran trials
+    threads = max(1, usable_cores() // 2)  # the cores split between the two workers
+    assert all(f"hardware.num_threads={threads}" in t.user_attrs["overrides"] for t in trials)
+    rows = read_summary(sweep_dir / "sweep_summary.csv")
+    assert sorted(int(r["number"]) for r in rows) == list(range(8))
+    assert {r["state"] for r in rows} == {"COMPLETE"} and all(Path(r["run_dir"]).is_dir() for r in rows)
+
+
+def test_a_killed_worker_resumes_without_repeating_finished_trials(tmp_path):
+    sweep_dir = tmp_path / "search"
+    args = ["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", *FAST]
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", "-m", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (sweep_dir / "trial_0001").is_dir():  # trial 0 is done and trial 1 has started
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before trial 1 started"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_first = (sweep_dir / "trial_0000" / "metrics.json").stat().st_mtime_ns
+
+    result = _run(args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = _trials(sweep_dir)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    (killed,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(complete) == 3 and killed.number == 1 and killed.user_attrs[INTERRUPTED]
+    (retry,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == 1]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert (sweep_dir / "trial_0000" / "metrics.json").stat().st_mtime_ns == finished_first  # not run again
+    assert "trial 0 (" not in result.stderr + result.stdout
+    assert len(read_summary(sweep_dir / "sweep_summary.csv")) == 4
+
+
+def test_failing_trials_are_recorded_and_the_others_finish(tmp_path):
+    sweep_dir = tmp_path / "search"
+    # A grid of 4: a sampling preset that does not exist (fails to compose) and max_new_tokens=0 (fails in
+    # the trial, before any training), next to one good point.
+    result = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.sampler=grid",
+                   "hydra.sweeper.n_trials=null", "+level=4", "train.lora_r=2", "sampling=choice(greedy,nosuch)",
+                   "sampling.max_new_tokens=choice(8,0)", *FAST])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = _trials(sweep_dir)
+    assert len(trials) == 4
+    (good,) = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert good.params == {"sampling": "greedy", "sampling.max_new_tokens": 8}
+    failed = {(t.params["sampling"], t.params["sampling.max_new_tokens"]): t.user_attrs["error"]
+              for t in trials if t.state == TrialState.FAIL}
+    assert all("config does not compose" in failed[("nosuch", n)] and "nosuch" in failed[("nosuch", n)] for n in (8, 0))
+    assert "max_new_tokens must be at least 1" in failed[("greedy", 0)]
+    (bad_run,) = [t for t in trials if t.params == {"sampling": "greedy", "sampling.max_new_tokens": 0}]
+    assert read_json(Path(bad_run.user_attrs["run_dir"]) / "metrics.json")["status"] == "failed"
+    rows = {int(r["number"]): r for r in read_summary(sweep_dir / "sweep_summary.csv")}
+    assert sorted(r["state"] for r in rows.values()) == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
+    assert all(r["error"] for r in rows.values() if r["state"] == "FAIL")
+
+
+def test_grid_over_two_ranks_reuses_the_traces(tmp_path):
+    sweep_dir = tmp_path / "grid"
+    result = _run(["+level=4", "train.lora_r=2,4", "model=tiny-qwen3", "data.n_train=4", "data.n_eval=4",
+                   "train.batch_size=4", "sampling.max_new_tokens=8", f"hydra.sweep.dir={sweep_dir}", *FAST])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    first, second = sorted(sweep_dir.glob("[0-9]_L4"))
+    assert read_json(first / "metrics.json")["traces"]["cache"] == "miss"
+    traces = read_json(second / "metrics.json")["traces"]
+    assert traces["cache"] == "hit" and traces["seconds"] < 1
+    assert "traces: cache hit" in (second / "sweep.log").read_text()
+    rows = read_summary(sweep_dir / "sweep_summary.csv")
+    assert [(r["number"], r["state"], r["param.train.lora_r"]) for r in rows] == [("0", "COMPLETE", "2"),
+                                                                                  ("1", "COMPLETE", "4")]

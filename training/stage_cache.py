@@ -1,0 +1,101 @@
+"""Content-addressed cache of stage outputs: a sweep does each piece of work once.
+
+A sweep over LoRA ranks does the teacher's work once per level; a sweep over sampling
+settings trains each adapter once. An entry's key hashes everything the stage's output
+depends on (the data, teacher, level, filter, model and train settings, resolved) plus
+``CACHE_VERSION``; a trial whose key exists copies
+the entry's files into its own run dir, so every run dir still holds its inputs, and
+logs the hit. Entries are written atomically (``training.atomic``), so workers sharing
+the cache never read half an entry. Bump ``CACHE_VERSION`` when a stage's output for
+the same settings changes.
+
+The cache lives in ``cache.dir``, else ``$COT_PARETO_STAGE_CACHE``, else
+``<model cache root>/stages``; ``cache.enabled=false`` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from training.atomic import build_atomically
+from training.jsonl import write_json
+from training.models import cache_root
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+STAGE_CACHE_ENV = "COT_PARETO_STAGE_CACHE"
+SUMMARY_FILE = "summary.json"  # written last: its presence marks a complete entry
+
+
+def stage_key(stage: str, parts: Mapping[str, Any]) -> str:
+    """A stable hash of ``parts`` (plain, JSON-able values) for ``stage``."""
+    payload = json.dumps({"stage": stage, "version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def cache_dir(configured: str | None) -> Path:
+    if configured:
+        return Path(configured).expanduser()
+    if os.environ.get(STAGE_CACHE_ENV):
+        return Path(os.environ[STAGE_CACHE_ENV])
+    return cache_root() / "stages"
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy a file, or a folder (an adapter) over whatever ``target`` holds."""
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(source, target)
+
+
+def run_cached(
+    root: Path | None,
+    stage: str,
+    parts: Mapping[str, Any],
+    run_dir: Path,
+    files: Sequence[str],
+    compute: Callable[[], dict[str, Any]],
+    cacheable: Callable[[dict[str, Any]], bool] = lambda summary: True,
+) -> dict[str, Any]:
+    """Restore ``files`` into ``run_dir`` from the cache, or ``compute()`` them and store them.
+
+    ``compute`` writes ``files`` into ``run_dir`` and returns the stage summary; a summary
+    that ``cacheable`` rejects (say, traces with teacher errors) is not stored, so a later
+    run retries the work. ``root=None`` disables the cache.
+    """
+    if root is None:
+        return compute()
+    key = stage_key(stage, parts)
+    entry = root / stage / key
+    if (entry / SUMMARY_FILE).is_file():
+        start = time.perf_counter()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            _copy(entry / name, run_dir / name)
+        summary = json.loads((entry / SUMMARY_FILE).read_text())
+        summary.pop("key_parts", None)
+        seconds = round(time.perf_counter() - start, 3)
+        log.info("%s: cache hit %s, restored %s in %.3fs (no %s work)", stage, key, ", ".join(files), seconds, stage)
+        return {**summary, "cache": "hit", "cache_key": key, "seconds": seconds, "computed_seconds": summary.get("seconds")}
+    summary = compute()
+    if cacheable(summary):
+        def build(tmp: Path) -> None:
+            for name in files:
+                _copy(run_dir / name, tmp / name)
+            write_json(tmp / SUMMARY_FILE, {**summary, "key_parts": parts})
+
+        build_atomically(entry, build, SUMMARY_FILE)
+        log.info("%s: cache miss %s, stored in %s", stage, key, entry)
+    else:
+        log.info("%s: cache miss %s, not stored (incomplete output)", stage, key)
+    return {**summary, "cache": "miss", "cache_key": key}
