@@ -27,6 +27,14 @@ def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_stage_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Module- and session-scoped fixtures, set up before any per-test cache, never touch the user's cache either."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STAGE_CACHE_ENV, str(tmp_path_factory.mktemp("session-stage-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_stage_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test starts with an empty stage cache (subprocesses inherit it), so no test sees another's traces."""

@@ -48,3 +48,20 @@ def test_other_settings_or_incomplete_output_miss(tmp_path):
 def test_keys_are_stable_and_order_free():
     assert stage_key("traces", {"a": 1, "b": [1, 2]}) == stage_key("traces", {"b": [1, 2], "a": 1})
     assert stage_key("traces", {"a": 1}) != stage_key("filter", {"a": 1})
+
+
+def test_folders_are_stored_and_restored_whole(tmp_path):
+    def train(run_dir):
+        def compute():
+            (run_dir / "adapter" / "nested").mkdir(parents=True)
+            (run_dir / "adapter" / "weights.bin").write_bytes(b"\x00\x01")
+            (run_dir / "adapter" / "nested" / "card.md").write_text("card")
+            return {"train_seconds": 9.0}
+        return compute
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    run_cached(tmp_path / "cache", "train", {"r": 8}, first, ["adapter"], train(first))
+    hit = run_cached(tmp_path / "cache", "train", {"r": 8}, second, ["adapter"], train(second))
+    assert hit["cache"] == "hit" and hit["train_seconds"] == 9.0
+    assert (second / "adapter" / "weights.bin").read_bytes() == b"\x00\x01"
+    assert (second / "adapter" / "nested" / "card.md").read_text() == "card"

@@ -1,6 +1,7 @@
 """Train and evaluate one level with the tiny Qwen3: real TRL, PEFT, bitsandbytes NF4 and W&B (offline), in process."""
 
 import hashlib
+import logging
 import json
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def trial(tmp_path_factory):
     base = Path(model_path(compose_config("+level=4", *TINY).model))
     before = sha256(base / "model.safetensors")
     run = tmp_path_factory.mktemp("trial")
-    summary = run_trial(run)
+    summary = run_trial(run, f"cache.dir={run.parent / 'trial-cache'}")
     return run, summary, base, before
 
 
@@ -84,6 +85,21 @@ def test_saved_adapter_reproduces_the_evaluation(trial, tmp_path):
     assert again["stages"] == ["eval"] and again["n_train"] == 0
     first = [row["output"] for row in read_jsonl(run / "eval_samples.jsonl")]
     assert [row["output"] for row in read_jsonl(tmp_path / "eval_samples.jsonl")] == first
+
+
+def test_trial_with_the_same_training_settings_restores_the_adapter(trial, tmp_path, caplog):
+    run, first, _, _ = trial
+    caplog.set_level(logging.INFO, logger="training.stage_cache")
+    # Only W&B and the eval batch differ, neither of which is in the train key: no stage does work again.
+    again = run_trial(tmp_path, f"cache.dir={run.parent / 'trial-cache'}", "wandb.mode=disabled", "eval.batch_size=4")
+    assert first["train"]["cache"] == "miss" and again["train"]["cache"] == "hit"
+    assert again["traces"]["cache"] == again["filter"]["cache"] == "hit"
+    assert again["train"]["computed_seconds"] == first["train"]["train_seconds"] and again["train_seconds"] < 5
+    assert again["train"]["adapter"] == str(tmp_path / "adapter") and again["eval"]["adapter"] == str(tmp_path / "adapter")
+    assert "train: cache hit" in caplog.text
+    assert sha256(tmp_path / "adapter" / "adapter_model.safetensors") == sha256(run / "adapter" / "adapter_model.safetensors")
+    first_outputs = [row["output"] for row in read_jsonl(run / "eval_samples.jsonl")]
+    assert [row["output"] for row in read_jsonl(tmp_path / "eval_samples.jsonl")] == first_outputs
 
 
 def test_baseline_evaluates_the_base_model(tmp_path):
