@@ -6,6 +6,10 @@ attributes. A RUNNING trial is *stale* when its worker is a dead process on this
 its heartbeat is older than ``stale_after`` seconds; a starting worker marks stale trials
 FAIL (``interrupted``) and enqueues their parameters again, so a killed worker costs a
 re-run of one trial and no finished trial is repeated.
+
+Samplers over a categorical space propose points they have already tried; a trial's
+seed is fixed, so running such a point again would reproduce its result. The sweeper
+tells the repeat the earlier trial's values instead (``repeat_of``) and runs nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 
 JOURNAL_FILE = "optuna.journal"
 WORKER, HEARTBEAT, INTERRUPTED, RETRY_OF, ERROR = "worker", "heartbeat", "interrupted", "retry_of", "error"
+REPEAT_OF = "repeat_of"  # a trial whose parameters a finished trial already had: its result is reused
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -115,6 +120,11 @@ def recover_stale(study: optuna.Study, stale_after: float, now: float | None = N
                     trial.number, trial.user_attrs.get(WORKER))
         recovered.append(trial.number)
     return recovered
+
+
+def completed_twin(trials: Sequence[FrozenTrial], params: dict[str, Any]) -> FrozenTrial | None:
+    """A COMPLETE trial with exactly ``params``, whose result a repeat can reuse."""
+    return next((t for t in trials if t.state == TrialState.COMPLETE and t.params == params), None)
 
 
 def counted(trials: Sequence[FrozenTrial]) -> int:

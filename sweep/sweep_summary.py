@@ -40,7 +40,7 @@ def row_from_trial(trial: FrozenTrial) -> dict[str, Any]:
         "number": trial.number, "state": trial.state.name,
         **{f"param.{name}": value for name, value in trial.params.items()},
         **trial_metrics(attrs.get("metrics") or {}),
-        "error": attrs.get("error"), "retry_of": attrs.get("retry_of"),
+        "error": attrs.get("error"), "retry_of": attrs.get("retry_of"), "repeat_of": attrs.get("repeat_of"),
         "run_dir": attrs.get("run_dir"), "wall_seconds": None if wall is None else round(wall, 1),
     }
 
@@ -58,7 +58,7 @@ def row_from_run_dir(run_dir: Path) -> dict[str, Any]:
         params[f"param.{key.lstrip('+~')}"] = value.strip("'\"")
     return {
         "number": number, "state": STATES.get(metrics.get("status"), str(metrics.get("status"))), **params,
-        **trial_metrics(metrics), "error": metrics.get("error"), "retry_of": None,
+        **trial_metrics(metrics), "error": metrics.get("error"), "retry_of": None, "repeat_of": None,
         "run_dir": str(run_dir), "wall_seconds": metrics.get("seconds"),
     }
 

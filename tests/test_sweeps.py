@@ -18,7 +18,7 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from sweep.study import INTERRUPTED, RETRY_OF, WORKER
+from sweep.study import INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER
 from sweep.sweep_summary import read_summary
 from training.hardware import usable_cores
 
@@ -86,13 +86,16 @@ def test_a_killed_worker_resumes_without_repeating_finished_trials(tmp_path):
 def test_failing_trials_are_recorded_and_the_others_finish(tmp_path):
     sweep_dir = tmp_path / "search"
     # A grid of 4: a sampling preset that does not exist (fails to compose) and max_new_tokens=0 (fails in
-    # the trial, before any training), next to one good point.
+    # the trial, before any training), next to one good point. Run by the joblib launcher, two at a time.
     result = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.sampler=grid",
                    "hydra.sweeper.n_trials=null", "+level=4", "train.lora_r=2", "sampling=choice(greedy,nosuch)",
-                   "sampling.max_new_tokens=choice(8,0)", *FAST])
+                   "sampling.max_new_tokens=choice(8,0)", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     trials = _trials(sweep_dir)
     assert len(trials) == 4
+    threads = max(1, usable_cores() // 2)  # two trials at a time share the cores
+    assert all(f"hardware.num_threads={threads}" in t.user_attrs["overrides"] for t in trials)
     (good,) = [t for t in trials if t.state == TrialState.COMPLETE]
     assert good.params == {"sampling": "greedy", "sampling.max_new_tokens": 8}
     failed = {(t.params["sampling"], t.params["sampling.max_new_tokens"]): t.user_attrs["error"]
@@ -104,6 +107,22 @@ def test_failing_trials_are_recorded_and_the_others_finish(tmp_path):
     rows = {int(r["number"]): r for r in read_summary(sweep_dir / "sweep_summary.csv")}
     assert sorted(r["state"] for r in rows.values()) == ["COMPLETE", "FAIL", "FAIL", "FAIL"]
     assert all(r["error"] for r in rows.values() if r["state"] == "FAIL")
+
+
+def test_a_repeated_point_reuses_the_finished_trial(tmp_path):
+    sweep_dir = tmp_path / "search"
+    # A one-point space: every trial after the first proposes what trial 0 ran.
+    result = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "+level=4",
+                   "train.lora_r=choice(2)", *FAST])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = sorted(_trials(sweep_dir), key=lambda t: t.number)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert [t.user_attrs.get(REPEAT_OF) for t in trials] == [None, 0, 0]
+    assert trials[1].values == trials[2].values == trials[0].values
+    assert sorted(p.name for p in sweep_dir.glob("trial_*")) == ["trial_0000"]  # nothing else ran
+    assert "trial 2 repeats trial 0's parameters" in result.stdout + result.stderr
+    rows = read_summary(sweep_dir / "sweep_summary.csv")
+    assert [r["repeat_of"] for r in rows] == ["", "0", "0"] and rows[2]["run_dir"] == rows[0]["run_dir"]
 
 
 def test_grid_over_two_ranks_reuses_the_traces(tmp_path):

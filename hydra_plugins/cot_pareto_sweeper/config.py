@@ -35,6 +35,9 @@ class ParetoSweeperConf:
     # A RUNNING trial whose heartbeat is older than this (or whose worker on this host is dead) is
     # marked failed and its parameters queued again.
     stale_after_seconds: float = 300.0
+    # A proposed point that a finished trial already had reuses that trial's result instead of
+    # running again (a trial's seed is fixed, so the rerun would match); false runs every trial.
+    reuse_repeats: bool = True
     params: Dict[str, str] = field(default_factory=dict)
 
 

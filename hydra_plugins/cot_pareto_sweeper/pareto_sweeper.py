@@ -25,13 +25,13 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweep.cli import prepare_overrides
 from sweep.pipeline import HEADLINE_METRICS
 from sweep.search_space import SearchSpace, build_space, grid_points
-from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, RETRY_OF, WORKER, Heartbeat, counted, finished, load_study,
-                         open_storage, recover_stale, worker_id)
+from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
+                         finished, load_study, open_storage, recover_stale, worker_id)
 from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
 from training.errors import ConfigError
 from training.hardware import usable_cores
@@ -152,10 +152,16 @@ class ParetoSweeper(Sweeper):
                     break
                 study.sampler = build_sampler(self.settings["sampler"], dict(self.settings["sampler_kwargs"] or {}),
                                               int(self.settings["seed"]) + len(trials))
-                asked = [study.ask(dict(space.distributions)) for _ in range(min(room, batch_size))]
-                for trial in asked:
+                asked = []
+                for _ in range(min(room, batch_size)):
+                    trial = study.ask(dict(space.distributions))
+                    twin = completed_twin(trials, trial.params) if self.settings["reuse_repeats"] else None
+                    if twin is not None:
+                        self._reuse(study, trial, twin)
+                        continue
                     trial.set_user_attr(WORKER, worker_id())
                     trial.set_user_attr(HEARTBEAT, time.time())
+                    asked.append(trial)
             returns.append(self._run_batch(study, asked, space, sweep_dir, list(objectives)))
             self._write_summary(study, sweep_dir)
         self._write_summary(study, sweep_dir)
@@ -204,6 +210,15 @@ class ParetoSweeper(Sweeper):
             study.tell(trial, values)
             log.info("trial %d complete: %s", trial.number, ", ".join(f"{m} {v:.4g}" for m, v in zip(metrics, values)))
         return results
+
+    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> None:
+        original = twin.user_attrs.get(REPEAT_OF, twin.number)
+        for key in ("run_dir", "metrics", "overrides"):
+            if key in twin.user_attrs:
+                trial.set_user_attr(key, twin.user_attrs[key])
+        trial.set_user_attr(REPEAT_OF, original)
+        study.tell(trial, twin.values)
+        log.info("trial %d repeats trial %d's parameters: its result reused, nothing run", trial.number, original)
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
         trial.set_user_attr(ERROR, reason)
