@@ -83,6 +83,29 @@ def test_a_killed_worker_resumes_without_repeating_finished_trials(tmp_path):
     assert len(read_summary(sweep_dir / "sweep_summary.csv")) == 4
 
 
+def test_ctrl_c_marks_the_running_trial_and_queues_its_point(tmp_path):
+    sweep_dir = tmp_path / "search"
+    args = ["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=2", *FAST]
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", "-m", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not (sweep_dir / "trial_0000" / ".hydra").is_dir():  # trial 0 is running
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before trial 0 started"
+        time.sleep(0.1)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, output[-3000:]
+    assert "interrupted (Ctrl-C)" in output
+    trials = {t.number: t for t in _trials(sweep_dir)}
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs[INTERRUPTED]
+    assert trials[1].state == TrialState.WAITING and trials[1].user_attrs[RETRY_OF] == 0
+    assert trials[1].system_attrs["fixed_params"] == trials[0].params  # how Optuna keeps a queued point
+    assert read_json(sweep_dir / "trial_0000" / "metrics.json")["status"] == "failed"
+    rows = read_summary(sweep_dir / "sweep_summary.csv")
+    assert [r["state"] for r in rows] == ["FAIL", "WAITING"]
+
+
 def test_failing_trials_are_recorded_and_the_others_finish(tmp_path):
     sweep_dir = tmp_path / "search"
     # A grid of 4: a sampling preset that does not exist (fails to compose) and max_new_tokens=0 (fails in
