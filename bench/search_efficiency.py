@@ -4,8 +4,8 @@
 The grid is a ``sweep_summary.csv`` of every point of level x LoRA rank x temperature
 (recorded with ``python -m sweep -m +search=grid`` and copied to ``bench/data/``). Each
 sampler searches the same categorical space, asking and telling through an in-memory
-Optuna study exactly as our sweeper does (the sampler rebuilt per ask with seed + trial
-count), and each trial's objectives are looked up in the grid instead of trained, so a
+Optuna study exactly as our sweeper does (the sampler rebuilt per ask, seeded by
+``ask_seed``), and each trial's objectives are looked up in the grid instead of trained, so a
 hundred searches take seconds. Samplers propose points they have tried before; the
 sweeper reuses a finished trial's result for those (``reuse_repeats``), so a search's cost
 is its *runs* (distinct points), and its *trials* are what ``n_trials`` budgets. Reference point: 0 accuracy and 1.1x the most think tokens in the grid.
@@ -28,7 +28,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.pareto import hypervolume, pareto_front  # noqa: E402
-from hydra_plugins.cot_pareto_sweeper.pareto_sweeper import build_sampler  # noqa: E402
+from hydra_plugins.cot_pareto_sweeper.pareto_sweeper import ask_seed, build_sampler  # noqa: E402
 from sweep.sweep_summary import read_summary  # noqa: E402
 
 DEFAULT_GRID = Path(__file__).parent / "data" / "grid_smollm2-135m.csv"
@@ -73,8 +73,7 @@ def trials_to_target(sampler: str, seed: int, space: dict[str, list[Any]], table
     seen: list[tuple[float, float]] = []
     points: set[tuple] = set()
     for n in range(1, budget + 1):
-        # Seeds 1000 apart: with the sweeper's seed + trial count, searches 0 and 1 would share draws.
-        study.sampler = build_sampler(sampler, SAMPLER_KWARGS[sampler], 1000 * seed + len(study.trials))
+        study.sampler = build_sampler(sampler, SAMPLER_KWARGS[sampler], ask_seed(seed, len(study.trials)))
         trial = study.ask(distributions)
         point = tuple(trial.params[name] for name in space)
         study.tell(trial, list(table[point]))

@@ -10,6 +10,7 @@ in flight as interrupted and queues their parameters, so re-running the command 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import itertools
 import json
 import logging
@@ -48,6 +49,17 @@ def build_sampler(name: str, kwargs: dict[str, Any], seed: int) -> optuna.sample
     if name not in classes:
         raise ConfigError(f"hydra.sweeper.sampler={name!r} is not one of {', '.join(SAMPLERS)}")
     return classes[name](seed=seed, **kwargs)
+
+
+def ask_seed(seed: int, n_trials: int) -> int:
+    """The sampler's seed for the ask after ``n_trials`` trials: a hash, not ``seed + n_trials``.
+
+    The sampler is rebuilt for every ask so that workers sharing a study draw different points
+    and a resumed study continues deterministically. With ``seed + n_trials``, a study seeded
+    43 would replay the draws of one seeded 42, one trial behind; hashed seeds do not overlap.
+    """
+    digest = hashlib.sha256(f"{seed}:{n_trials}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def enqueue_grid(study: optuna.Study, space: SearchSpace) -> int:
@@ -151,7 +163,7 @@ class ParetoSweeper(Sweeper):
                 if room <= 0:
                     break
                 study.sampler = build_sampler(self.settings["sampler"], dict(self.settings["sampler_kwargs"] or {}),
-                                              int(self.settings["seed"]) + len(trials))
+                                              ask_seed(int(self.settings["seed"]), len(trials)))
                 asked = []
                 for _ in range(min(room, batch_size)):
                     trial = study.ask(dict(space.distributions))
