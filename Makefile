@@ -5,7 +5,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup browser clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP)
 
@@ -21,7 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The embedded default: SmolLM2-135M-Instruct (shipped in a package), SVAMP, NF4 QLoRA on CPU.
-# Five levels as one Hydra multirun, then the no-adapter baseline, then a table of what they scored.
+# Five levels as one Hydra multirun, then the no-adapter baseline, then a table of what they scored,
+# the Pareto report (pareto.png, report.html) and the recommended level.
 ifndef DEMO_DIR
 DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
@@ -30,8 +32,15 @@ demo: $(STAMP)
 	$(PY) -m sweep -m +level=1,2,3,4,5 hydra.sweep.dir=$(DEMO_DIR) wandb.group=$(notdir $(DEMO_DIR))
 	$(PY) -m sweep +level=1 adapter=none eval.n_shots=2 hydra.run.dir=$(DEMO_DIR)/base_L1 wandb.group=$(notdir $(DEMO_DIR))
 	$(PY) -m sweep.summary $(DEMO_DIR)
+	$(PY) -m analysis report $(DEMO_DIR)
+	$(PY) -m analysis choose $(DEMO_DIR)
 
-test: $(STAMP)
+# The report test renders report.html in Debian's headless Chromium: install it when absent.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (for the report rendering test)"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 clean:

@@ -28,4 +28,5 @@ class GridSummary(Callback):
         rows = rows_from_sweep_dir(sweep_dir)
         if rows:
             path = write_summary(rows, sweep_dir / SUMMARY_CSV)
-            log.info("sweep summary: %s (%s)", path, ", ".join(f"{n} {s.lower()}" for s, n in state_counts(rows).items()))
+            log.info("sweep summary: %s (%s); plots and report: python -m analysis report %s", path,
+                     ", ".join(f"{n} {s.lower()}" for s, n in state_counts(rows).items()), sweep_dir)

@@ -80,6 +80,7 @@ def write_summary(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(_cells(row) for row in rows)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a summary is meant to be read
     os.replace(tmp, path)
     return path
 

@@ -37,3 +37,15 @@ def test_hypervolume_matches_counting_unit_cells():
         cells = sum(1 for x, y in itertools.product(range(10), range(10))
                     if any(px > x and py <= y for px, py in points))  # cell [x, x+1] x [y, y+1] below ref (0, 10)
         assert hypervolume(points, (0, 10)) == cells
+
+
+def test_front_with_ties_duplicates_and_a_single_point():
+    assert pareto_front([(0.3, 10.0)]) == [0]
+    assert hypervolume([(0.3, 10.0)], (0.0, 40.0)) == pytest.approx(0.3 * 30)
+    # Same accuracy: only the shorter survives. Same tokens: only the more accurate survives.
+    assert pareto_front([(0.5, 12.0), (0.5, 10.0), (0.4, 10.0)]) == [1]
+    # Exact duplicates on the front all stay (two trials reached the same point) and count once in the volume.
+    points = [(0.5, 10.0), (0.5, 10.0), (0.2, 4.0), (0.2, 4.0), (0.1, 9.0)]
+    assert pareto_front(points) == [0, 1, 2, 3]
+    assert hypervolume(points, (0.0, 40.0)) == pytest.approx(hypervolume([(0.5, 10.0), (0.2, 4.0)], (0.0, 40.0)))
+    assert pareto_front([]) == []

@@ -246,6 +246,6 @@ class ParetoSweeper(Sweeper):
         trials = study.get_trials(deepcopy=False)
         states = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
         front = [t.number for t in study.best_trials] if states.get("COMPLETE") else []
-        log.info("study %s: %s; Pareto front: trials %s; summary: %s", study.study_name,
-                 ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n), front or "none yet",
-                 sweep_dir / SUMMARY_CSV)
+        log.info("study %s: %s; Pareto front: trials %s; summary: %s; plots and report: python -m analysis report %s",
+                 study.study_name, ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n), front or "none yet",
+                 sweep_dir / SUMMARY_CSV, sweep_dir)

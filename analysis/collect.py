@@ -1,0 +1,184 @@
+"""Read finished trials from sweep dirs (their run dirs' files) or an Optuna storage, into one table.
+
+Analysis never touches objects in memory: a run dir's ``metrics.json``, ``.hydra/config.yaml``
+and ``.hydra/overrides.yaml`` say everything about a trial; a study's trials carry their run
+dir and metrics as user attributes. Failed and unfinished trials are left out and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.errors import CotParetoError
+
+# Overrides that say how a trial ran, not what it tried: not shown as its parameters.
+_NOT_PARAMS = ("search", "hardware.num_threads", "hydra.", "wandb.")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One completed trial: what it tried and what it scored."""
+
+    series: str
+    name: str
+    run_dir: Path | None
+    level: int | None
+    baseline: bool
+    params: dict[str, str]
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    mean_think_tokens: float
+    mean_completion_tokens: float | None
+    seconds_per_problem: float | None
+    n_eval: int | None
+    n_train: int | None
+    max_new_tokens: int | None
+    model: str | None
+    data: str | None
+
+    @property
+    def point(self) -> tuple[float, float]:
+        return (self.accuracy, self.mean_think_tokens)
+
+    @property
+    def label(self) -> str:
+        return f"base (L{self.level} prompt)" if self.baseline else f"L{self.level}"
+
+
+@dataclass
+class Collection:
+    """The trials of one series (a sweep dir, a study, or several merged) and what was skipped."""
+
+    series: str
+    trials: list[Trial] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # reason ("failed", "incomplete", "repeat") -> count
+
+    def skipped_text(self) -> str:
+        if not self.skipped:
+            return "none skipped"
+        return "skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+
+
+def params_from_overrides(lines: list[str]) -> dict[str, str]:
+    """``['+level=\\'4\\'', 'train.lora_r=8', '+search=grid']`` -> ``{'level': '4', 'train.lora_r': '8'}``."""
+    params = {}
+    for line in lines:
+        key, _, value = str(line).partition("=")
+        key = key.lstrip("+~")
+        if not any(key == skip or key.startswith(skip) for skip in _NOT_PARAMS):
+            params[key] = value.strip("'\"")
+    return params
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def trial_from_metrics(metrics: dict[str, Any], series: str, name: str, run_dir: Path | None,
+                       params: dict[str, str], config: dict[str, Any] | None = None) -> Trial:
+    """A completed trial from its ``metrics.json`` (and composed config, when there is one)."""
+    config = config or {}
+    ci = metrics.get("accuracy_ci") or [metrics["accuracy"], metrics["accuracy"]]
+    n_eval, eval_seconds = metrics.get("n_eval"), metrics.get("eval_seconds")
+    sampling = config.get("sampling") or {}
+    return Trial(
+        series=series, name=name, run_dir=run_dir, level=metrics.get("level"),
+        baseline=metrics.get("adapter") == "none", params=params,
+        accuracy=float(metrics["accuracy"]), accuracy_ci=(float(ci[0]), float(ci[1])),
+        mean_think_tokens=float(metrics["mean_think_tokens"]),
+        mean_completion_tokens=metrics.get("mean_completion_tokens"),
+        seconds_per_problem=eval_seconds / n_eval if n_eval and eval_seconds is not None else None,
+        n_eval=n_eval, n_train=metrics.get("n_train"), max_new_tokens=sampling.get("max_new_tokens"),
+        model=metrics.get("model") or (config.get("model") or {}).get("name"),
+        data=(metrics.get("data") or {}).get("name") or (config.get("data") or {}).get("name"),
+    )
+
+
+def _has_scores(metrics: dict[str, Any]) -> bool:
+    return all(metrics.get(key) is not None for key in ("accuracy", "mean_think_tokens"))
+
+
+def collect_dir(root: Path, series: str | None = None) -> Collection:
+    """Every run dir below ``root`` (a sweep dir, a multirun dir, or one run dir)."""
+    collection = Collection(series or root.resolve().name)
+    run_dirs = {path.parent.parent for path in root.rglob(".hydra/config.yaml")}
+    run_dirs |= {path.parent for path in root.rglob("metrics.json")}
+    for run_dir in sorted(run_dirs):
+        metrics_path = run_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {"status": "running"}
+        status = metrics.get("status")
+        if status == "failed":
+            collection.skipped["failed"] += 1
+        elif status != "completed" or not _has_scores(metrics):
+            collection.skipped["incomplete" if status != "completed" else "without eval"] += 1
+        else:
+            params = params_from_overrides(_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
+            collection.trials.append(trial_from_metrics(metrics, collection.series, run_dir.name, run_dir, params,
+                                                        _yaml(run_dir / ".hydra" / "config.yaml")))
+    return collection
+
+
+def collect_study(storage: str, study_name: str | None, series: str | None = None) -> Collection:
+    """The trials of an Optuna study, from a storage URL or a journal file."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from sweep.study import REPEAT_OF, open_storage
+
+    backend = open_storage(storage, Path("."))
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(backend)]
+    if study_name is None:
+        if len(names) != 1:
+            raise CotParetoError(f"{storage} holds {len(names)} studies ({', '.join(names) or 'none'}): "
+                                 "name one with --study")
+        study_name = names[0]
+    elif study_name not in names:
+        raise CotParetoError(f"{storage} has no study {study_name!r} (it has: {', '.join(names) or 'none'})")
+    study = optuna.load_study(study_name=study_name, storage=backend)
+    collection = Collection(series or study_name)
+    for trial in study.get_trials(deepcopy=False):
+        attrs, metrics = trial.user_attrs, trial.user_attrs.get("metrics") or {}
+        if trial.state == TrialState.FAIL:
+            collection.skipped["failed"] += 1
+        elif trial.state != TrialState.COMPLETE:
+            collection.skipped["incomplete"] += 1
+        elif attrs.get(REPEAT_OF) is not None:
+            collection.skipped["repeat"] += 1  # the same point as an earlier trial, whose result it reused
+        elif not _has_scores(metrics):
+            collection.skipped["without eval"] += 1
+        else:
+            run_dir = Path(attrs["run_dir"]) if attrs.get("run_dir") else None
+            config = _yaml(run_dir / ".hydra" / "config.yaml") if run_dir else None
+            params = {key.lstrip("+"): str(value) for key, value in trial.params.items()}
+            collection.trials.append(trial_from_metrics(metrics, collection.series, f"trial_{trial.number:04d}",
+                                                        run_dir if run_dir and run_dir.is_dir() else None,
+                                                        params, config))
+    return collection
+
+
+def is_storage(source: str) -> bool:
+    return "://" in source or source.endswith(".journal")
+
+
+def collect(source: str, study_name: str | None = None, series: str | None = None) -> Collection:
+    """A sweep dir, or a storage (URL or ``*.journal`` file) with an optional study name."""
+    if is_storage(source):
+        if "://" not in source and not Path(source).is_file():
+            raise CotParetoError(f"{source} does not exist")
+        collection = collect_study(source, study_name, series)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise CotParetoError(f"{source} does not exist")
+        if not path.is_dir():
+            raise CotParetoError(f"{source} is neither a sweep dir nor an Optuna storage (*.journal, or a URL)")
+        collection = collect_dir(path, series)
+    if not collection.trials and not collection.skipped:
+        raise CotParetoError(f"{source} holds no trials (no run dir with a metrics.json)")
+    return collection

@@ -1,0 +1,183 @@
+"""``report.html``: one self-contained page (plotly.js inlined, no network) for a sweep or a comparison.
+
+It holds the interactive Pareto scatter (hover shows a trial's parameters), the front table,
+each level's accuracy and think-token distribution from ``eval_samples.jsonl``, example
+outputs per level, and each series' hypervolume.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.collect import Trial
+from analysis.plots import BASELINE_COLOR, DOMINATED_ALPHA, level_color
+from analysis.tradeoff import Tradeoff
+from training.jsonl import read_jsonl
+
+SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross")
+DASHES = ("solid", "dash", "dot", "dashdot")
+PARETO_DIV = "pareto-plot"
+
+
+def samples(trial: Trial) -> list[dict[str, Any]]:
+    path = trial.run_dir / "eval_samples.jsonl" if trial.run_dir else None
+    return read_jsonl(path) if path is not None and path.is_file() else []
+
+
+def _hover(trial: Trial) -> str:
+    params = "<br>".join(f"{html.escape(k)}={html.escape(v)}" for k, v in sorted(trial.params.items()))
+    return (f"<b>{html.escape(trial.label)}</b> {html.escape(trial.name)} ({html.escape(trial.series)})<br>"
+            f"accuracy {trial.accuracy:.3f} [{trial.accuracy_ci[0]:.3f}, {trial.accuracy_ci[1]:.3f}]<br>"
+            f"think tokens {trial.mean_think_tokens:.1f}<br>{params}")
+
+
+def _trial_trace(trials: Sequence[Trial], name: str, symbol: str, opacity: float, front: bool) -> go.Scatter:
+    return go.Scatter(
+        x=[t.mean_think_tokens for t in trials], y=[t.accuracy for t in trials], mode="markers+text", name=name,
+        text=[f"L{t.level}" for t in trials], textposition="top right", hovertext=[_hover(t) for t in trials],
+        hoverinfo="text", opacity=opacity,
+        error_y={"type": "data", "symmetric": False, "array": [t.accuracy_ci[1] - t.accuracy for t in trials],
+                 "arrayminus": [t.accuracy - t.accuracy_ci[0] for t in trials], "thickness": 1},
+        marker={"symbol": symbol, "size": 11 if front else 9, "color": [level_color(t.level) for t in trials],
+                "line": {"width": 1.5 if front else 0, "color": "black"}})
+
+
+def pareto_figure(tradeoffs: Sequence[Tradeoff]) -> go.Figure:
+    fig = go.Figure()
+    for index, tr in enumerate(tradeoffs):
+        symbol, dash = SYMBOLS[index % len(SYMBOLS)], DASHES[index % len(DASHES)]
+        on_front = {id(p.trial) for p in tr.front}
+        fig.add_trace(_trial_trace([t for t in tr.trials if id(t) not in on_front], f"{tr.series}: dominated",
+                                   symbol, DOMINATED_ALPHA, front=False))
+        fig.add_trace(_trial_trace([p.trial for p in tr.front], f"{tr.series}: front", symbol, 1.0, front=True))
+        points = sorted((p.trial.mean_think_tokens, p.trial.accuracy) for p in tr.front)
+        fig.add_trace(go.Scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines",
+                                 line={"shape": "hv", "color": "black", "dash": dash, "width": 1.5},
+                                 name=f"{tr.series}: front line", hoverinfo="skip"))
+        if tr.baseline is not None:
+            fig.add_trace(go.Scatter(x=[tr.baseline.mean_think_tokens], y=[tr.baseline.accuracy],
+                                     mode="markers+text", text=["base"], textposition="bottom right",
+                                     name=f"{tr.series}: base model", hovertext=[_hover(tr.baseline)],
+                                     hoverinfo="text",
+                                     marker={"symbol": "star", "size": 16, "color": BASELINE_COLOR}))
+    fig.update_layout(title="Accuracy vs mean think tokens (hover a point for its settings)",
+                      xaxis_title="mean think tokens per problem", yaxis_title="accuracy (95 % Wilson CI)",
+                      template="plotly_white", height=560, legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def _level_key(trial: Trial) -> str:
+    return "base" if trial.baseline else f"L{trial.level}"
+
+
+def levels_figure(tradeoffs: Sequence[Tradeoff], rows_of: dict[int, list[dict[str, Any]]]) -> go.Figure:
+    """Per level (all its trials' samples pooled): accuracy, and the distribution of think tokens."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy per level (samples pooled over trials)",
+                                                        "think tokens per problem"))
+    for tr in tradeoffs:
+        pooled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        colors: dict[str, str] = {}
+        everyone = list(tr.trials) + ([tr.baseline] if tr.baseline else [])
+        for trial in everyone:
+            pooled[_level_key(trial)].extend(rows_of.get(id(trial), []))
+            colors[_level_key(trial)] = BASELINE_COLOR if trial.baseline else level_color(trial.level)
+        keys = sorted((k for k in pooled if pooled[k]), key=lambda k: (k != "base", k))
+        fig.add_trace(go.Bar(x=keys, y=[sum(bool(r.get("correct")) for r in pooled[k]) / len(pooled[k]) for k in keys],
+                             marker_color=[colors[k] for k in keys], name=f"{tr.series} accuracy",
+                             hovertext=[f"{len(pooled[k])} samples" for k in keys]), row=1, col=1)
+        for key in keys:
+            fig.add_trace(go.Box(x=[key] * len(pooled[key]), y=[r.get("think_tokens", 0) for r in pooled[key]],
+                                 marker_color=colors[key], name=f"{tr.series} {key}", showlegend=False,
+                                 boxpoints=False), row=1, col=2)
+    fig.update_layout(template="plotly_white", height=420, barmode="group", boxmode="group", showlegend=False)
+    return fig
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0%}"
+
+
+def front_table(tradeoffs: Sequence[Tradeoff]) -> str:
+    rows = [[tr.series, f"L{p.trial.level}", p.trial.name,
+             ", ".join(f"{k}={v}" for k, v in sorted(p.trial.params.items()) if k != "level"),
+             f"{p.trial.accuracy:.3f} [{p.trial.accuracy_ci[0]:.3f}, {p.trial.accuracy_ci[1]:.3f}]",
+             f"{p.trial.mean_think_tokens:.1f}", _pct(p.token_saving), _pct(p.latency_saving),
+             "-" if p.accuracy_change is None else f"{p.accuracy_change:+.3f}"]
+            for tr in tradeoffs for p in tr.front]
+    return _table(["series", "level", "trial", "settings", "accuracy [95 % CI]", "think tokens",
+                   "think tokens saved", "eval time saved", "accuracy vs base"], rows)
+
+
+def _question(row: dict[str, Any], limit: int = 400) -> str:
+    """The problem as the student saw it: the last user message of the prompt (exemplars come before it)."""
+    users = [m.get("content", "") for m in row.get("prompt") or [] if isinstance(m, dict) and m.get("role") == "user"]
+    text = str(users[-1]) if users else ""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _examples(tradeoffs: Sequence[Tradeoff], rows_of: dict[int, list[dict[str, Any]]], per_level: int) -> str:
+    """A few outputs per level, from its most accurate trial: correct ones first, then a miss."""
+    parts = []
+    for tr in tradeoffs:
+        best: dict[str, Trial] = {}
+        for trial in list(tr.trials) + ([tr.baseline] if tr.baseline else []):
+            key = _level_key(trial)
+            if rows_of.get(id(trial)) and (key not in best or trial.accuracy > best[key].accuracy):
+                best[key] = trial
+        for key in sorted(best, key=lambda k: (k != "base", k)):
+            rows = rows_of[id(best[key])]
+            picked = [r for r in rows if r.get("correct")][:per_level - 1] + [r for r in rows if not r.get("correct")][:1]
+            items = "".join(
+                f"<li><b>{'correct' if r.get('correct') else 'wrong'}</b> (gold {html.escape(str(r.get('gold')))}, "
+                f"read {html.escape(str(r.get('extracted')))}, {r.get('think_tokens')} think tokens)"
+                f"<br><i>{html.escape(_question(r))}</i><pre>{html.escape(str(r.get('output', '')))}</pre></li>"
+                for r in picked[:per_level])
+            parts.append(f"<h3>{html.escape(tr.series)}: {key} ({html.escape(best[key].name)})</h3><ul>{items}</ul>")
+    return "".join(parts) or "<p>No eval_samples.jsonl found next to the trials.</p>"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}pre{background:#f8f8f8;padding:6px;white-space:pre-wrap;font-size:13px}"""
+
+
+def write_report(tradeoffs: Sequence[Tradeoff], skipped: dict[str, str], path: Path, examples_per_level: int = 3) -> Path:
+    """Write ``report.html``; ``skipped`` maps each series to its "skipped ..." text."""
+    rows_of = {id(t): samples(t) for tr in tradeoffs for t in list(tr.trials) + ([tr.baseline] if tr.baseline else [])}
+    pareto_html = pareto_figure(tradeoffs).to_html(full_html=False, include_plotlyjs=True, div_id=PARETO_DIV)
+    levels_html = levels_figure(tradeoffs, rows_of).to_html(full_html=False, include_plotlyjs=False)
+    volumes = _table(["series", "completed trials", "front points", "hypervolume", "share of ideal", "reference",
+                      "baseline", "not counted"],
+                     [[tr.series, len(tr.trials), len(tr.front), f"{tr.hypervolume:.4g}", f"{tr.hypervolume_share:.1%}",
+                       f"accuracy 0, {tr.reference[1]:.1f} think tokens ({tr.reference_source})",
+                       tr.baseline.name if tr.baseline else "none", skipped.get(tr.series, "")] for tr in tradeoffs])
+    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>cot-pareto report</title>
+<style>{STYLE}</style></head><body>
+<h1>cot-pareto: accuracy vs think tokens</h1>
+<p>Generated {datetime.now().isoformat(timespec="seconds")} from {", ".join(html.escape(t.series) for t in tradeoffs)}.
+Accuracy is the flexible extractor's; think tokens are counted between the think delimiters with the student's
+tokenizer. The hypervolume is the area the front dominates up to the reference point.</p>
+<h2>Hypervolume</h2>{volumes}
+<h2>Pareto front</h2>{pareto_html}{front_table(tradeoffs)}
+<h2>Per level</h2>{levels_html}
+<h2>Example outputs</h2>{_examples(tradeoffs, rows_of, examples_per_level)}
+</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,93 @@
+"""``pareto.png``: every trial, the front as a step line, CIs, the baseline; one front per series.
+
+Colours belong to levels and are the same in every plot (and in the HTML report); series
+(several sweeps on one plot) differ by marker and line style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from analysis.collect import Trial  # noqa: E402
+from analysis.tradeoff import Tradeoff  # noqa: E402
+
+LEVEL_COLORS = {1: "#4c72b0", 2: "#55a868", 3: "#c44e52", 4: "#8172b2", 5: "#dd8452"}
+OTHER_COLOR = "#7f7f7f"      # a level outside 1-5
+BASELINE_COLOR = "#222222"
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LINESTYLES = ("-", "--", ":", "-.")
+DOMINATED_ALPHA = 0.3
+
+
+def level_color(level: int | None) -> str:
+    return LEVEL_COLORS.get(level, OTHER_COLOR)
+
+
+def front_steps(tradeoff: Tradeoff) -> tuple[list[float], list[float]]:
+    """The front's staircase through its points by think tokens (accuracy never falls along it)."""
+    points = sorted((p.trial.mean_think_tokens, p.trial.accuracy) for p in tradeoff.front)
+    return [x for x, _ in points], [y for _, y in points]
+
+
+def _scatter(ax, trials: Sequence[Trial], marker: str, alpha: float, edge: str | None) -> None:
+    for trial in trials:
+        low, high = trial.accuracy_ci
+        ax.errorbar(trial.mean_think_tokens, trial.accuracy,
+                    yerr=[[max(trial.accuracy - low, 0.0)], [max(high - trial.accuracy, 0.0)]],
+                    fmt=marker, color=level_color(trial.level), alpha=alpha, markersize=7, capsize=3,
+                    markeredgecolor=edge or level_color(trial.level), zorder=3 if edge else 2)
+        ax.annotate(f"L{trial.level}", (trial.mean_think_tokens, trial.accuracy), textcoords="offset points",
+                    xytext=(5, 4), fontsize=7, alpha=max(alpha, 0.5))
+
+
+def plot_pareto(tradeoffs: Sequence[Tradeoff], path: Path, title: str = "accuracy vs think tokens") -> Path:
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for index, tradeoff in enumerate(tradeoffs):
+        marker, style = MARKERS[index % len(MARKERS)], LINESTYLES[index % len(LINESTYLES)]
+        on_front = {id(p.trial) for p in tradeoff.front}
+        _scatter(ax, [t for t in tradeoff.trials if id(t) not in on_front], marker, DOMINATED_ALPHA, None)
+        _scatter(ax, [p.trial for p in tradeoff.front], marker, 1.0, "black")
+        xs, ys = front_steps(tradeoff)
+        ax.step(xs, ys, where="post", color="black", linestyle=style, linewidth=1.2, alpha=0.8, zorder=1)
+        if tradeoff.baseline is not None:
+            base = tradeoff.baseline
+            ax.scatter([base.mean_think_tokens], [base.accuracy], marker="*", s=220, color=BASELINE_COLOR, zorder=4)
+            ax.annotate("base", (base.mean_think_tokens, base.accuracy), textcoords="offset points",
+                        xytext=(6, -10), fontsize=8)
+    ax.set_xlabel("mean think tokens per problem")
+    ax.set_ylabel("accuracy (95 % Wilson CI)")
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.set_xlim(left=0.0)
+    subtitle = "; ".join(f"{t.series}: hypervolume {t.hypervolume:.3g} ({t.hypervolume_share:.1%} of ideal)"
+                         for t in tradeoffs)
+    ax.set_title(f"{title}\n{subtitle}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=_legend(tradeoffs), fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def _legend(tradeoffs: Sequence[Tradeoff]) -> list[Line2D]:
+    levels = sorted({t.level for tr in tradeoffs for t in tr.trials if t.level is not None})
+    handles = [Line2D([], [], marker="o", linestyle="", color=level_color(level), label=f"L{level}")
+               for level in levels]
+    for index, tradeoff in enumerate(tradeoffs):
+        name = f"{tradeoff.series} front" if len(tradeoffs) > 1 else "Pareto front"
+        handles.append(Line2D([], [], color="black", linestyle=LINESTYLES[index % len(LINESTYLES)],
+                              marker=MARKERS[index % len(MARKERS)] if len(tradeoffs) > 1 else None, label=name))
+    if any(t.baseline is not None for t in tradeoffs):
+        handles.append(Line2D([], [], marker="*", linestyle="", markersize=12, color=BASELINE_COLOR,
+                              label="base model (no adapter)"))
+    handles.append(Line2D([], [], marker="o", linestyle="", color=OTHER_COLOR, alpha=DOMINATED_ALPHA,
+                          label="dominated (faded)"))
+    return handles

@@ -1,0 +1,85 @@
+"""Build the report of one or more sweeps: ``pareto.csv`` (the fronts), ``trials.csv`` (every completed
+trial), ``pareto.png``, ``report.html`` and ``report.json`` (hypervolumes, skipped counts, fronts).
+
+Every series (a sweep dir or a study) gets its own front and hypervolume; the files hold them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.collect import Collection, Trial
+from analysis.html_report import write_report
+from analysis.plots import plot_pareto
+from analysis.tradeoff import FrontPoint, Tradeoff, tradeoff
+from sweep.sweep_summary import write_summary
+from training.jsonl import write_json
+
+FILES = ("pareto.csv", "trials.csv", "pareto.png", "report.html", "report.json")
+
+
+@dataclass(frozen=True)
+class Report:
+    out_dir: Path
+    tradeoffs: list[Tradeoff]
+    collections: list[Collection]
+
+    @property
+    def html(self) -> Path:
+        return self.out_dir / "report.html"
+
+
+def trial_row(trial: Trial) -> dict[str, Any]:
+    """A trial as a flat row: who, params, and metrics with the CI split in two."""
+    return {"series": trial.series, "trial": trial.name, "baseline": trial.baseline, "level": trial.level,
+            "accuracy": trial.accuracy, "accuracy_ci_low": trial.accuracy_ci[0],
+            "accuracy_ci_high": trial.accuracy_ci[1], "mean_think_tokens": trial.mean_think_tokens,
+            "mean_completion_tokens": trial.mean_completion_tokens, "n_eval": trial.n_eval, "n_train": trial.n_train,
+            "seconds_per_problem": None if trial.seconds_per_problem is None else round(trial.seconds_per_problem, 4),
+            **{f"param.{k}": v for k, v in sorted(trial.params.items())},
+            "run_dir": None if trial.run_dir is None else str(trial.run_dir)}
+
+
+def front_row(point: FrontPoint) -> dict[str, Any]:
+    return {**trial_row(point.trial), "token_saving": point.token_saving, "latency_saving": point.latency_saving,
+            "accuracy_vs_baseline": point.accuracy_change}
+
+
+def summary(tr: Tradeoff, collection: Collection) -> dict[str, Any]:
+    return {"series": tr.series, "completed": len(tr.trials), "skipped": dict(collection.skipped),
+            "baseline": None if tr.baseline is None else {"trial": tr.baseline.name, "accuracy": tr.baseline.accuracy,
+                                                          "mean_think_tokens": tr.baseline.mean_think_tokens},
+            "reference": list(tr.reference), "reference_source": tr.reference_source,
+            "hypervolume": tr.hypervolume, "hypervolume_share": tr.hypervolume_share,
+            "front": [front_row(p) for p in tr.front]}
+
+
+def build_report(collections: Sequence[Collection], out_dir: Path, reference_tokens: float | None = None) -> Report:
+    tradeoffs = [tradeoff(c.series, c.trials, reference_tokens) for c in collections]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_summary([front_row(p) for tr in tradeoffs for p in tr.front], out_dir / "pareto.csv")
+    on_front = {id(p.trial) for tr in tradeoffs for p in tr.front}
+    write_summary([{**trial_row(t), "on_front": id(t) in on_front} for c in collections for t in c.trials],
+                  out_dir / "trials.csv")
+    plot_pareto(tradeoffs, out_dir / "pareto.png")
+    write_report(tradeoffs, {c.series: c.skipped_text() for c in collections}, out_dir / "report.html")
+    write_json(out_dir / "report.json",
+               {"series": [summary(tr, c) for tr, c in zip(tradeoffs, collections)]})
+    return Report(out_dir=out_dir, tradeoffs=tradeoffs, collections=list(collections))
+
+
+def format_report(report: Report) -> str:
+    lines = []
+    for tr, collection in zip(report.tradeoffs, report.collections):
+        base = (f"baseline {tr.baseline.name}: accuracy {tr.baseline.accuracy:.3f}, "
+                f"{tr.baseline.mean_think_tokens:.1f} think tokens") if tr.baseline else "no baseline (adapter=none) run"
+        lines += [f"{tr.series}: {len(tr.trials)} completed trials ({collection.skipped_text()}); {base}",
+                  f"  hypervolume {tr.hypervolume:.4g} ({tr.hypervolume_share:.1%} of ideal; reference: accuracy 0, "
+                  f"{tr.reference[1]:.1f} think tokens, {tr.reference_source})",
+                  "  front: " + ", ".join(f"L{p.trial.level} {p.trial.name} ({p.trial.accuracy:.3f} @ "
+                                          f"{p.trial.mean_think_tokens:.1f} tok)" for p in tr.front)]
+    lines.append(f"report: {report.html} (also {', '.join(f for f in FILES if f != 'report.html')} in {report.out_dir})")
+    return "\n".join(lines)

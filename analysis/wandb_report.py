@@ -1,0 +1,48 @@
+"""Log a report to W&B as one run of the sweep's group: the Pareto scatter, the front table, hypervolumes.
+
+Offline unless the user has a key (the same rule as the trials' runs, ``sweep.tracking.resolve_mode``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from analysis.html_report import pareto_figure
+from analysis.report import Report, front_row
+from sweep.tracking import resolve_mode
+
+log = logging.getLogger(__name__)
+
+
+def log_report(report: Report, group: str, mode: str = "auto", project: str = "cot-pareto") -> str | None:
+    """The run's mode and dir, or None when W&B is disabled; the run is always finished."""
+    mode = resolve_mode(mode)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    run = wandb.init(project=project, group=group, name=f"pareto-{group}", job_type="analysis", mode=mode,
+                     dir=str(report.out_dir), reinit="finish_previous", settings=wandb.Settings(silent=True),
+                     config={"series": [tr.series for tr in report.tradeoffs]})
+    try:
+        rows = [front_row(p) for tr in report.tradeoffs for p in tr.front]
+        columns = sorted({key for row in rows for key in row}, key=lambda k: (k.startswith("param."), k))
+        table = wandb.Table(columns=columns, data=[[_cell(row.get(c)) for c in columns] for row in rows])
+        run.log({"pareto/scatter": wandb.Plotly(pareto_figure(report.tradeoffs)),
+                 "pareto/plot": wandb.Image(str(report.out_dir / "pareto.png")), "pareto/front": table})
+        for tr in report.tradeoffs:
+            run.summary[f"{tr.series}/hypervolume"] = tr.hypervolume
+            run.summary[f"{tr.series}/hypervolume_share"] = tr.hypervolume_share
+            run.summary[f"{tr.series}/front_size"] = len(tr.front)
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
+    where = Path(run.dir).parent if mode == "offline" else run.url
+    log.info("wandb: %s report run in %s", mode, where)
+    return f"{mode} run in {where}"
+
+
+def _cell(value):
+    return str(value) if isinstance(value, Path) else value

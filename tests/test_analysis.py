@@ -1,0 +1,99 @@
+"""The analysis's pure parts on hand-made run dirs: collecting, the trade-off, and choosing a level."""
+
+import pytest
+
+from analysis.choose import Constraints, choose, format_choice
+from analysis.collect import collect, params_from_overrides
+from analysis.tradeoff import pick_baseline, reference_point, tradeoff
+from tests.run_dirs import demo_like_sweep, write_run_dir
+from training.errors import CotParetoError
+
+
+@pytest.fixture
+def demo(tmp_path):
+    collection = collect(str(demo_like_sweep(tmp_path / "sweep")))
+    return collection, tradeoff(collection.series, collection.trials)
+
+
+def test_collect_reads_completed_trials_and_counts_the_rest(demo):
+    collection, _ = demo
+    assert len(collection.trials) == 11  # 10 adapters and the baseline
+    assert dict(collection.skipped) == {"failed": 1, "incomplete": 1}
+    assert collection.skipped_text() == "skipped 1 failed, 1 incomplete"
+    l4 = next(t for t in collection.trials if t.name == "L4_r32")
+    assert (l4.level, l4.params, l4.max_new_tokens, l4.seconds_per_problem) == (4, {"level": "4", "train.lora_r": "32"},
+                                                                               64, 0.5)
+
+
+def test_params_leave_out_how_a_trial_ran():
+    assert params_from_overrides(["+search=grid", "+level='4'", "train.lora_r=8", "hardware.num_threads=2",
+                                  "sampling.temperature=0.2"]) == {"level": "4", "train.lora_r": "8",
+                                                                    "sampling.temperature": "0.2"}
+
+
+def test_front_hypervolume_and_savings(demo):
+    _, tr = demo
+    assert tr.baseline.name == "base_L1" and all(not t.baseline for t in tr.trials)
+    assert [p.trial.name for p in tr.front] == ["L5_r8", "L3_r8", "L2_r8", "L1_r8"]  # L4_r8 ties L3 but longer
+    assert tr.reference == (0.0, 50.0) and tr.reference_source == "baseline think tokens"
+    # Strips up to (0, 50): 0.6 x 9 + 0.58 x 20 + 0.5 x 8 + 0.2 x 7.
+    assert tr.hypervolume == pytest.approx(5.4 + 11.6 + 4.0 + 1.4)
+    l2 = tr.front[2]
+    assert l2.token_saving == pytest.approx(1 - 21 / 50)
+    assert l2.latency_saving == pytest.approx(0.5)  # 0.5 s per problem against the baseline's 1.0 s
+    assert l2.accuracy_change == pytest.approx(0.58 - 0.62)
+
+
+def test_reference_without_a_baseline(tmp_path):
+    write_run_dir(tmp_path, "a", 4, 0.3, 10.0)
+    trials = collect(str(tmp_path)).trials
+    assert pick_baseline(trials) is None
+    assert reference_point(trials, None) == ((0.0, 64.0), "max_new_tokens")
+    assert reference_point(trials, None, tokens=30) == ((0.0, 30.0), "given")
+    tr = tradeoff("x", trials)
+    assert tr.front[0].token_saving is None and tr.hypervolume == pytest.approx(0.3 * 54)
+
+
+def test_choose_each_constraint(demo):
+    _, tr = demo
+    assert choose(tr, Constraints(min_accuracy=0.55)).point.trial.name == "L2_r8"  # fewest tokens reaching 0.55
+    assert choose(tr, Constraints(max_think_tokens=15)).point.trial.name == "L3_r8"  # most accurate under 15
+    drop = choose(tr, Constraints(max_accuracy_drop=0.05))  # floor 0.62 - 0.05 = 0.57
+    assert drop.point.trial.name == "L2_r8" and "baseline 0.620" in drop.rule
+    both = choose(tr, Constraints(min_accuracy=0.45, max_think_tokens=20))
+    assert both.point.trial.name == "L3_r8"
+    text = format_choice(drop)
+    assert "level 2 (L2_r8; train.lora_r=8)" in text and "+58% think tokens saved" in text
+    assert "CI [0.480, 0.680] reaches below 0.570" in text
+
+
+def test_choose_without_constraints_takes_the_shortest_within_the_best_ci(demo):
+    _, tr = demo
+    choice = choose(tr, Constraints())
+    assert choice.point.trial.name == "L3_r8"  # 0.50 reaches L1_r8's CI lower bound 0.50
+    assert "lower bound (0.500)" in choice.rule
+
+
+def test_choose_explains_an_infeasible_request(demo):
+    _, tr = demo
+    alone = choose(tr, Constraints(min_accuracy=0.9))
+    assert alone.point is None and alone.binding == ["accuracy >= 0.9"] and alone.closest.trial.name == "L1_r8"
+    together = choose(tr, Constraints(min_accuracy=0.59, max_think_tokens=20))
+    assert together.point is None and "never together" in together.binding[0]
+    assert together.closest.trial.name in {"L1_r8", "L2_r8"}
+    assert format_choice(alone).startswith("no front point meets the constraints; binding: accuracy >= 0.9")
+
+
+def test_accuracy_drop_needs_a_baseline(tmp_path):
+    write_run_dir(tmp_path, "a", 4, 0.3, 10.0)
+    collection = collect(str(tmp_path))
+    with pytest.raises(CotParetoError, match="no trial evaluated the base model"):
+        choose(tradeoff("x", collection.trials), Constraints(max_accuracy_drop=0.05))
+
+
+def test_missing_and_empty_paths_are_clear_errors(tmp_path):
+    with pytest.raises(CotParetoError, match="does not exist"):
+        collect(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CotParetoError, match="holds no trials"):
+        collect(str(tmp_path / "empty"))

@@ -1,0 +1,115 @@
+"""``python -m analysis``: report files, W&B, storages, errors, the chooser's exit codes, and the browser check."""
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from analysis.__main__ import main
+from analysis.collect import collect
+from analysis.render_check import check_render, drawn_markers
+from sweep.study import open_storage
+from tests.run_dirs import demo_like_sweep, write_run_dir
+from training.errors import CotParetoError
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    return demo_like_sweep(tmp_path_factory.mktemp("analysis") / "sweep")
+
+
+@pytest.fixture(scope="module")
+def report_dir(sweep, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    assert main(["report", str(sweep), "--out", str(out), "--wandb", "offline"]) == 0
+    return out
+
+
+def test_report_writes_its_files_and_counts_skipped_trials(sweep, tmp_path, capsys):
+    assert main(["report", str(sweep), "--out", str(tmp_path), "--wandb", "disabled"]) == 0
+    out = capsys.readouterr().out
+    assert "10 completed trials (skipped 1 failed, 1 incomplete); baseline base_L1" in out
+    assert "hypervolume 22.4 (44.8% of ideal" in out
+    front = list(csv.DictReader((tmp_path / "pareto.csv").open()))
+    assert [row["trial"] for row in front] == ["L5_r8", "L3_r8", "L2_r8", "L1_r8"]
+    trials = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert len(trials) == 11 and sum(row["on_front"] == "True" for row in trials) == 4
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((tmp_path / "report.json").read_text())["series"][0]
+    assert summary["skipped"] == {"failed": 1, "incomplete": 1} and summary["hypervolume"] == pytest.approx(22.4)
+    page = (tmp_path / "report.html").read_text()
+    assert "Plotly.newPlot" in page and "<script src=" not in page  # plotly.js inlined: no network needed
+    assert "train.lora_r=32" in page and "a=3+4=7" in page  # hover params and example outputs
+
+
+def test_report_is_logged_to_wandb_offline(report_dir):
+    runs = list((report_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+def test_comparison_gives_each_sweep_its_own_front(sweep, tmp_path, capsys):
+    other = tmp_path / "other"
+    write_run_dir(other, "L4", 4, 0.7, 8.0)
+    assert main(["report", str(sweep), str(other), "--label", "teacher-a", "--label", "teacher-b",
+                 "--out", str(tmp_path / "cmp"), "--wandb", "disabled"]) == 0
+    out = capsys.readouterr().out
+    assert "teacher-a: 10 completed trials" in out and "teacher-b: 1 completed trials" in out
+    rows = list(csv.DictReader((tmp_path / "cmp" / "pareto.csv").open()))
+    assert {row["series"] for row in rows} == {"teacher-a", "teacher-b"} and len(rows) == 5
+
+
+@pytest.mark.parametrize("path, message", [("missing", "does not exist"), ("empty", "holds no trials")])
+def test_missing_or_empty_path_is_one_line_error(tmp_path, capsys, path, message):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / path), "--wandb", "disabled"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_choose_answers_each_constraint_and_explains_infeasible(sweep, capsys):
+    assert main(["choose", str(sweep), "--min-accuracy", "0.55"]) == 0
+    assert "recommended: level 2 (L2_r8" in capsys.readouterr().out
+    assert main(["choose", str(sweep), "--max-think-tokens", "15"]) == 0
+    assert "recommended: level 3 (L3_r8" in capsys.readouterr().out
+    assert main(["choose", str(sweep), "--max-accuracy-drop", "0.05"]) == 0
+    assert "recommended: level 2 (L2_r8" in capsys.readouterr().out
+    assert main(["choose", str(sweep), "--min-accuracy", "0.95"]) == 1
+    out = capsys.readouterr().out
+    assert "binding: accuracy >= 0.95" in out and "closest point:\nlevel 1 (L1_r8" in out
+
+
+def test_report_from_an_optuna_storage(tmp_path, sweep):
+    """A study's trials carry run dir and metrics as user attributes; failed and repeated ones are skipped."""
+    journal = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=open_storage(str(journal), tmp_path),
+                                directions=["maximize", "minimize"])
+    levels = optuna.distributions.CategoricalDistribution(["2", "5"])
+    for name in ("L2_r8", "L5_r8"):
+        metrics = json.loads((sweep / name / "metrics.json").read_text())
+        study.add_trial(optuna.trial.create_trial(
+            params={"+level": name[1]}, distributions={"+level": levels},
+            values=[metrics["accuracy"], metrics["mean_think_tokens"]],
+            user_attrs={"run_dir": str(sweep / name), "metrics": metrics}))
+    study.add_trial(optuna.trial.create_trial(params={"+level": "2"}, distributions={"+level": levels},
+                                              values=[0.58, 21.0], user_attrs={"repeat_of": 0}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    collection = collect(str(journal))
+    assert [t.name for t in collection.trials] == ["trial_0000", "trial_0001"]
+    assert collection.trials[0].params == {"level": "2"} and collection.trials[0].run_dir == sweep / "L2_r8"
+    assert dict(collection.skipped) == {"repeat": 1, "failed": 1}
+    with pytest.raises(CotParetoError, match="has no study 'nope'"):
+        collect(str(journal), "nope")
+
+
+def test_report_html_draws_in_headless_chromium(report_dir, tmp_path):
+    found = check_render(report_dir / "report.html", tmp_path / "shot.png")
+    assert found["markers"] == 11  # ten adapters and the baseline
+    assert found["L1"] > 0 and found["L5"] > 0
+    # The check can fail: the same page with plotly.js stripped out draws nothing.
+    page = (report_dir / "report.html").read_text()
+    broken = tmp_path / "broken.html"
+    start = page.index("<script>/**")  # the inlined plotly.js
+    broken.write_text(page[:start] + page[page.index("</script>", start) + len("</script>"):])
+    assert drawn_markers(broken) == 0
