@@ -104,6 +104,15 @@ def _has_scores(metrics: dict[str, Any]) -> bool:
     return all(metrics.get(key) is not None for key in ("accuracy", "mean_think_tokens"))
 
 
+def _completed_run(run_dir: Path, series: str) -> Trial | None:
+    path = run_dir / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    if metrics.get("status") != "completed" or not _has_scores(metrics):
+        return None
+    params = params_from_overrides(_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
+    return trial_from_metrics(metrics, series, run_dir.name, run_dir, params, _yaml(run_dir / ".hydra" / "config.yaml"))
+
+
 def collect_dir(root: Path, series: str | None = None) -> Collection:
     """Every run dir below ``root`` (a sweep dir, a multirun dir, or one run dir)."""
     collection = Collection(series or root.resolve().name)
@@ -118,9 +127,7 @@ def collect_dir(root: Path, series: str | None = None) -> Collection:
         elif status != "completed" or not _has_scores(metrics):
             collection.skipped["incomplete" if status != "completed" else "without eval"] += 1
         else:
-            params = params_from_overrides(_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
-            collection.trials.append(trial_from_metrics(metrics, collection.series, run_dir.name, run_dir, params,
-                                                        _yaml(run_dir / ".hydra" / "config.yaml")))
+            collection.trials.append(_completed_run(run_dir, collection.series))
     return collection
 
 
@@ -159,6 +166,14 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
             collection.trials.append(trial_from_metrics(metrics, collection.series, f"trial_{trial.number:04d}",
                                                         run_dir if run_dir and run_dir.is_dir() else None,
                                                         params, config))
+    # The sweeper's baseline run is not a trial of the study: it lives beside the trials' run dirs.
+    sweep_dirs = {Path(t.user_attrs["run_dir"]).parent for t in study.get_trials(deepcopy=False)
+                  if t.user_attrs.get("run_dir")} | ({Path(storage).parent} if "://" not in storage else set())
+    for sweep_dir in sorted(sweep_dirs):
+        baseline = _completed_run(sweep_dir / "baseline", collection.series)
+        if baseline is not None:
+            collection.trials.append(baseline)
+            break
     return collection
 
 

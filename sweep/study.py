@@ -76,7 +76,7 @@ def load_study(name: str, storage, directions: Sequence[str], metrics: Sequence[
     return study
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -86,7 +86,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def is_stale(trial: FrozenTrial, now: float, host: str, stale_after: float, pid_alive=_pid_alive) -> bool:
+def is_stale(trial: FrozenTrial, now: float, host: str, stale_after: float, pid_alive=pid_alive) -> bool:
     """Whether a RUNNING trial's worker is gone (a dead pid on this host, or a heartbeat too old)."""
     if trial.state != TrialState.RUNNING:
         return False

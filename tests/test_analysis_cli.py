@@ -95,8 +95,10 @@ def test_report_from_an_optuna_storage(tmp_path, sweep):
     study.add_trial(optuna.trial.create_trial(params={"+level": "2"}, distributions={"+level": levels},
                                               values=[0.58, 21.0], user_attrs={"repeat_of": 0}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    write_run_dir(tmp_path, "baseline", 1, 0.62, 50.0, adapter="none")  # the sweeper's baseline, beside the journal
     collection = collect(str(journal))
-    assert [t.name for t in collection.trials] == ["trial_0000", "trial_0001"]
+    assert [t.name for t in collection.trials] == ["trial_0000", "trial_0001", "baseline"]
+    assert collection.trials[2].baseline
     assert collection.trials[0].params == {"level": "2"} and collection.trials[0].run_dir == sweep / "L2_r8"
     assert dict(collection.skipped) == {"repeat": 1, "failed": 1}
     with pytest.raises(CotParetoError, match="has no study 'nope'"):

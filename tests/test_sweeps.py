@@ -18,6 +18,7 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
+from analysis.collect import collect
 from sweep.study import INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER
 from sweep.sweep_summary import read_summary
 from training.hardware import usable_cores
@@ -132,11 +133,12 @@ def test_failing_trials_are_recorded_and_the_others_finish(tmp_path):
     assert all(r["error"] for r in rows.values() if r["state"] == "FAIL")
 
 
-def test_a_repeated_point_reuses_the_finished_trial(tmp_path):
+def test_a_repeated_point_reuses_the_finished_trial_and_the_baseline_runs_once(tmp_path):
     sweep_dir = tmp_path / "search"
-    # A one-point space: every trial after the first proposes what trial 0 ran.
+    # A one-point space: every trial after the first proposes what trial 0 ran. The baseline's own
+    # +level=1 replaces the fixed +level=4 for its run only.
     result = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "+level=4",
-                   "train.lora_r=choice(2)", *FAST])
+                   "train.lora_r=choice(2)", "hydra.sweeper.baseline=['+level=1','adapter=none']", *FAST])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = sorted(_trials(sweep_dir), key=lambda t: t.number)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
@@ -146,6 +148,13 @@ def test_a_repeated_point_reuses_the_finished_trial(tmp_path):
     assert "trial 2 repeats trial 0's parameters" in result.stdout + result.stderr
     rows = read_summary(sweep_dir / "sweep_summary.csv")
     assert [r["repeat_of"] for r in rows] == ["", "0", "0"] and rows[2]["run_dir"] == rows[0]["run_dir"]
+    baseline = read_json(sweep_dir / "baseline" / "metrics.json")
+    assert (baseline["status"], baseline["adapter"], baseline["level"], baseline["n_train"]) == ("completed", "none", 1, 0)
+    collection = collect(str(sweep_dir))  # the analysis finds the baseline beside the trials
+    assert [t.name for t in collection.trials if t.baseline] == ["baseline"]
+    again = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "+level=4",
+                  "train.lora_r=choice(2)", "hydra.sweeper.baseline=['+level=1','adapter=none']", *FAST])
+    assert again.returncode == 0 and "baseline (" not in again.stdout + again.stderr  # done once per study
 
 
 def test_grid_over_two_ranks_reuses_the_traces(tmp_path):

@@ -5,7 +5,7 @@ field can be overridden as ``hydra.sweeper.<field>=...``.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -38,6 +38,9 @@ class ParetoSweeperConf:
     # A proposed point that a finished trial already had reuses that trial's result instead of
     # running again (a trial's seed is fixed, so the rerun would match); false runs every trial.
     reuse_repeats: bool = True
+    # Overrides of a no-adapter evaluation run once per study into <sweep dir>/baseline, before the
+    # trials: the base model's point, against which analysis measures savings (null: no baseline).
+    baseline: Optional[List[str]] = None
     params: Dict[str, str] = field(default_factory=dict)
 
 

@@ -15,6 +15,8 @@ import itertools
 import json
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +34,7 @@ from sweep.cli import prepare_overrides
 from sweep.pipeline import HEADLINE_METRICS
 from sweep.search_space import SearchSpace, build_space, grid_points
 from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
-                         finished, load_study, open_storage, recover_stale, worker_id)
+                         finished, load_study, open_storage, pid_alive, recover_stale, worker_id)
 from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
 from training.errors import ConfigError
 from training.hardware import usable_cores
@@ -72,6 +74,34 @@ def enqueue_grid(study: optuna.Study, space: SearchSpace) -> int:
     for values in itertools.product(*grid.values()):
         study.enqueue_trial(dict(zip(grid, values)), skip_if_exists=True)
     return math.prod(len(values) for values in grid.values())
+
+
+BASELINE_DIR = "baseline"
+
+
+def override_key(line: str) -> str:
+    """``+level='1'`` -> ``level``: what an override sets, whatever its prefix."""
+    return line.partition("=")[0].lstrip("+~")
+
+
+def baseline_done(run_dir: Path) -> bool:
+    path = run_dir / "metrics.json"
+    return path.is_file() and json.loads(path.read_text()).get("status") == "completed"
+
+
+def claim(marker: Path) -> bool:
+    """Take the baseline for this worker, unless a live worker on this host (or any on another) holds it.
+
+    Called under the ask lock. A claim by a dead process on this host is taken over; a baseline that
+    failed is retried by the next run of the command.
+    """
+    if marker.is_file():
+        host, _, pid = marker.read_text().strip().rpartition(":")
+        if host != socket.gethostname() or (pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid()):
+            return False
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(worker_id())
+    return True
 
 
 def read_outcome(run_dir: Path, result: JobReturn | None, metrics: Sequence[str]) -> tuple[list[float] | None, str | None, dict]:
@@ -155,6 +185,8 @@ class ParetoSweeper(Sweeper):
                  "search space: %s", study.study_name, sweep_dir, n_trials, finished(study.get_trials(deepcopy=False)),
                  self.settings["sampler"], batch_size, ", ".join(space.distributions))
         returns: list[Sequence[JobReturn]] = []
+        if self.settings.get("baseline"):
+            self._run_baseline(list(self.settings["baseline"]), space, sweep_dir, list(objectives))
         while True:
             with self._ask_lock(sweep_dir):
                 recover_stale(study, float(self.settings["stale_after_seconds"]))
@@ -222,6 +254,28 @@ class ParetoSweeper(Sweeper):
             study.tell(trial, values)
             log.info("trial %d complete: %s", trial.number, ", ".join(f"{m} {v:.4g}" for m, v in zip(metrics, values)))
         return results
+
+    def _run_baseline(self, overrides: list[str], space: SearchSpace, sweep_dir: Path, metrics: list[str]) -> None:
+        """Evaluate the base model once per study (``<sweep dir>/baseline``); a failure is logged, not fatal."""
+        run_dir = sweep_dir / BASELINE_DIR
+        with self._ask_lock(sweep_dir):
+            if baseline_done(run_dir) or not claim(run_dir / ".worker"):
+                return
+        keys = {override_key(line) for line in overrides}
+        job = prepare_overrides([line for line in space.fixed if override_key(line) not in keys] + overrides) \
+            + self._thread_override(1) + [f"hydra.sweep.subdir={BASELINE_DIR}"]
+        log.info("baseline (%s): %s -> %s", worker_id(), " ".join(overrides), run_dir)
+        try:
+            self.hydra_context.config_loader.load_sweep_config(self.config, job)
+            result = self.launcher.launch([job], initial_job_idx=0)[0]
+        except Exception as err:  # noqa: BLE001 - the search does not need the baseline to run
+            log.error("baseline failed: config does not compose or launch: %s: %s", type(err).__name__, err)
+            return
+        values, error, _ = read_outcome(run_dir, result, metrics)
+        if error is not None:
+            log.error("baseline failed: %s (the trials run without it)", error)
+        else:
+            log.info("baseline complete: %s", ", ".join(f"{m} {v:.4g}" for m, v in zip(metrics, values)))
 
     def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> None:
         original = twin.user_attrs.get(REPEAT_OF, twin.number)
