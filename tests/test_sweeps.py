@@ -87,8 +87,11 @@ def test_a_killed_worker_resumes_without_repeating_finished_trials(tmp_path):
 def test_ctrl_c_marks_the_running_trial_and_queues_its_point(tmp_path):
     sweep_dir = tmp_path / "search"
     args = ["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=2", *FAST]
+    # SIGINT back to its default in the child: a runner started in the background (nohup, `cmd &` in a
+    # non-interactive shell) passes SIGINT on as ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "sweep", "-m", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not (sweep_dir / "trial_0000" / ".hydra").is_dir():  # trial 0 is running
         assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before trial 0 started"
