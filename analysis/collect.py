@@ -104,11 +104,13 @@ def _has_scores(metrics: dict[str, Any]) -> bool:
     return all(metrics.get(key) is not None for key in ("accuracy", "mean_think_tokens"))
 
 
-def _completed_run(run_dir: Path, series: str) -> Trial | None:
+def _read_metrics(run_dir: Path) -> dict[str, Any]:
+    """A run dir's metrics.json; a run without one has not finished."""
     path = run_dir / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
-    if metrics.get("status") != "completed" or not _has_scores(metrics):
-        return None
+    return json.loads(path.read_text()) if path.is_file() else {"status": "running"}
+
+
+def _trial_from_run(run_dir: Path, metrics: dict[str, Any], series: str) -> Trial:
     params = params_from_overrides(_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
     return trial_from_metrics(metrics, series, run_dir.name, run_dir, params, _yaml(run_dir / ".hydra" / "config.yaml"))
 
@@ -119,15 +121,14 @@ def collect_dir(root: Path, series: str | None = None) -> Collection:
     run_dirs = {path.parent.parent for path in root.rglob(".hydra/config.yaml")}
     run_dirs |= {path.parent for path in root.rglob("metrics.json")}
     for run_dir in sorted(run_dirs):
-        metrics_path = run_dir / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {"status": "running"}
+        metrics = _read_metrics(run_dir)
         status = metrics.get("status")
         if status == "failed":
             collection.skipped["failed"] += 1
         elif status != "completed" or not _has_scores(metrics):
             collection.skipped["incomplete" if status != "completed" else "without eval"] += 1
         else:
-            collection.trials.append(_completed_run(run_dir, collection.series))
+            collection.trials.append(_trial_from_run(run_dir, metrics, collection.series))
     return collection
 
 
@@ -170,9 +171,9 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
     sweep_dirs = {Path(t.user_attrs["run_dir"]).parent for t in study.get_trials(deepcopy=False)
                   if t.user_attrs.get("run_dir")} | ({Path(storage).parent} if "://" not in storage else set())
     for sweep_dir in sorted(sweep_dirs):
-        baseline = _completed_run(sweep_dir / "baseline", collection.series)
-        if baseline is not None:
-            collection.trials.append(baseline)
+        metrics = _read_metrics(sweep_dir / "baseline")
+        if metrics.get("status") == "completed" and _has_scores(metrics):
+            collection.trials.append(_trial_from_run(sweep_dir / "baseline", metrics, collection.series))
             break
     return collection
 

@@ -86,13 +86,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def parse_worker(worker: str) -> tuple[str, int | None]:
+    """``worker_id()``'s ``host:pid`` back into (host, pid); pid None when it is not one."""
+    host, _, pid = worker.rpartition(":")
+    return host, int(pid) if pid.isdigit() else None
+
+
 def is_stale(trial: FrozenTrial, now: float, host: str, stale_after: float, pid_alive=pid_alive) -> bool:
     """Whether a RUNNING trial's worker is gone (a dead pid on this host, or a heartbeat too old)."""
     if trial.state != TrialState.RUNNING:
         return False
-    worker = str(trial.user_attrs.get(WORKER, ""))
-    trial_host, _, pid = worker.rpartition(":")
-    if trial_host == host and pid.isdigit() and not pid_alive(int(pid)):
+    trial_host, pid = parse_worker(str(trial.user_attrs.get(WORKER, "")))
+    if trial_host == host and pid is not None and not pid_alive(pid):
         return True
     beat = trial.user_attrs.get(HEARTBEAT)
     started = trial.datetime_start.timestamp() if trial.datetime_start else now

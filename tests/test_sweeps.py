@@ -140,8 +140,9 @@ def test_a_repeated_point_reuses_the_finished_trial_and_the_baseline_runs_once(t
     sweep_dir = tmp_path / "search"
     # A one-point space: every trial after the first proposes what trial 0 ran. The baseline's own
     # +level=1 replaces the fixed +level=4 for its run only.
-    result = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "+level=4",
-                   "train.lora_r=choice(2)", "hydra.sweeper.baseline=['+level=1','adapter=none']", *FAST])
+    args = ["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "+level=4",
+            "train.lora_r=choice(2)", "hydra.sweeper.baseline=['+level=1','adapter=none']", *FAST]
+    result = _run(args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = sorted(_trials(sweep_dir), key=lambda t: t.number)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
@@ -155,8 +156,7 @@ def test_a_repeated_point_reuses_the_finished_trial_and_the_baseline_runs_once(t
     assert (baseline["status"], baseline["adapter"], baseline["level"], baseline["n_train"]) == ("completed", "none", 1, 0)
     collection = collect(str(sweep_dir))  # the analysis finds the baseline beside the trials
     assert [t.name for t in collection.trials if t.baseline] == ["baseline"]
-    again = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "+level=4",
-                  "train.lora_r=choice(2)", "hydra.sweeper.baseline=['+level=1','adapter=none']", *FAST])
+    again = _run(args)
     assert again.returncode == 0 and "baseline (" not in again.stdout + again.stderr  # done once per study
 
 

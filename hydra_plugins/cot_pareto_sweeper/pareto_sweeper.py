@@ -34,7 +34,8 @@ from sweep.cli import prepare_overrides
 from sweep.pipeline import HEADLINE_METRICS
 from sweep.search_space import SearchSpace, build_space, grid_points
 from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
-                         finished, load_study, open_storage, pid_alive, recover_stale, worker_id)
+                         finished, load_study, open_storage, parse_worker, pid_alive, recover_stale,
+                         worker_id)
 from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
 from training.errors import ConfigError
 from training.hardware import usable_cores
@@ -96,8 +97,8 @@ def claim(marker: Path) -> bool:
     failed is retried by the next run of the command.
     """
     if marker.is_file():
-        host, _, pid = marker.read_text().strip().rpartition(":")
-        if host != socket.gethostname() or (pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid()):
+        host, pid = parse_worker(marker.read_text().strip())
+        if host != socket.gethostname() or (pid is not None and pid != os.getpid() and pid_alive(pid)):
             return False
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(worker_id())
