@@ -6,25 +6,29 @@ Whatever happens, the run dir ends with a ``metrics.json`` whose ``status`` is
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.cli import available_levels
 from sweep.tracking import Tracker, wandb_run
 from training.data import Splits, load_problems
-from training.errors import ConfigError, TrainingError
+from training.distributed import train_distributed
+from training.errors import ConfigError, CotParetoError, TrainingError
 from training.generation import generation_kwargs
-from training.hardware import apply_threads, resolve_hardware
+from training.hardware import Hardware, apply_threads, resolve_hardware
 from training.jsonl import read_jsonl, write_json
 from training.levels import Level, level_from_config
 from training.model_card import write_model_card
 from training.model_stages import ADAPTER_DIR, Student, attach_adapter, eval_stage, load_student, train_stage
 from training.models import model_path
+from training.sft import resolve_quant_config
 from training.stage_cache import cache_dir, run_cached
 from training.stages import FILTER_REPORT_FILE, FILTERED_FILE, TRACES_FILE, filter_stage, traces_stage
 from training.tokens import TokenCounter
@@ -53,7 +57,19 @@ def build_teacher(cfg: DictConfig) -> tuple[Any, int]:
     """The teacher object and how many samples per problem to ask it for."""
     args = OmegaConf.to_container(cfg, resolve=True)
     n_samples = int(args.pop("n_samples", 1))
-    return instantiate(args), n_samples
+    try:
+        return instantiate(args), n_samples
+    except InstantiationException as err:
+        # A teacher that rejects its own settings: the user gets that one line, not Hydra's wrapper.
+        if isinstance(err.__cause__, CotParetoError):
+            raise err.__cause__ from None
+        raise
+
+
+# Teacher settings that change how the work is done, not what comes out: not part of the traces' cache key,
+# so raising concurrency or moving the response cache does not redo a level's traces.
+OPERATIONAL_TEACHER_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_s", "backoff_max_s", "cache_dir",
+                            "api_key_env", "batch_size")
 
 
 def _input(cfg: DictConfig, key: str, produced: Path, producer: str, stages: list[str]) -> Path:
@@ -79,13 +95,13 @@ def _adapter_source(cfg: DictConfig, run_dir: Path, stages: list[str]) -> Path |
     return Path(adapter)
 
 
-def _training_rows(cfg: DictConfig, run_dir: Path, stages: list[str]) -> list[dict[str, Any]]:
-    """The SFT rows, checked before any model is loaded: an empty set fails in a second, not a minute."""
+def _training_rows(cfg: DictConfig, run_dir: Path, stages: list[str]) -> tuple[Path, list[dict[str, Any]]]:
+    """The SFT rows and their file, checked before any model is loaded: an empty set fails in a second, not a minute."""
     path = _input(cfg, "data_path", run_dir / FILTERED_FILE, "filter", stages)
     rows = read_jsonl(path)
     if not rows:
         raise TrainingError(f"nothing to train on: {path} is empty (the filter kept no trace; see its filter_report.json)")
-    return rows
+    return path, rows
 
 
 def _card_info(cfg: DictConfig, level: Level, student: Student, summary: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +160,8 @@ def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str]
     if "filter" in stages:
         report = run_cached(_stage_cache(cfg, stages, "filter"), "filter", _cache_parts(cfg, "filter"), run_dir,
                             [FILTERED_FILE, FILTER_REPORT_FILE], lambda: _filter(cfg, run_dir, level, stages))
-        summary["filter"] = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate", "dropped")}
+        summary["filter"] = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate",
+                                                          "problems_without_correct_trace", "dropped")}
         summary["filter"]["mean_think_chars"] = (report["think_chars"] or {}).get("mean")
         summary["filter"]["mean_think_tokens"] = (report["think_tokens"] or {}).get("mean")
         summary["filter"].update({key: report[key] for key in ("cache", "seconds") if key in report})
@@ -159,8 +176,11 @@ CACHE_KEYS = {"traces": ("data", "teacher", "level", "seed"), "filter": ("filter
 def _cache_parts(cfg: DictConfig, stage: str, **extra: Any) -> dict[str, Any]:
     """Resolved plain values of the settings ``stage``'s output depends on: its cache key."""
     keys = [key for name in STAGES[:STAGES.index(stage) + 1] for key in CACHE_KEYS.get(name, ())]
-    return {**{key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-               for key in keys}, **extra}
+    parts = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+             for key in keys}
+    if isinstance(parts.get("teacher"), dict):
+        parts["teacher"] = {k: v for k, v in parts["teacher"].items() if k not in OPERATIONAL_TEACHER_KEYS}
+    return {**parts, **extra}
 
 
 def _stage_cache(cfg: DictConfig, stages: list[str], stage: str) -> Path | None:
@@ -193,15 +213,18 @@ def _model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str
     hardware = resolve_hardware(cfg.hardware)
     apply_threads(hardware)
     summary["hardware"] = {"name": hardware.name, "device": hardware.device, "precision": hardware.precision,
-                           "num_threads": hardware.num_threads}
+                           "num_threads": hardware.num_threads, "num_processes": hardware.num_processes}
     adapter_dir = _adapter_source(cfg, run_dir, stages)
-    rows = _training_rows(cfg, run_dir, stages) if "train" in stages else []
+    rows_path, rows = _training_rows(cfg, run_dir, stages) if "train" in stages else (None, [])
     if "eval" in stages:
         generation_kwargs(cfg.sampling)  # bad sampling settings fail now, not after the training they would waste
-    student = load_student(cfg.model, cfg.train, hardware)
+    # Data-parallel training runs in torchrun workers; the trial loads its own copy of the student only after
+    # them (in _train), so it holds no GPU memory while they train.
+    parallel = "train" in stages and hardware.num_processes > 1
+    student = None if parallel else load_student(cfg.model, cfg.train, hardware)
     summary["n_train"] = 0
     if "train" in stages:
-        summary["train"] = _train(cfg, student, rows, hardware, run_dir, stages, tracker)
+        summary["train"], student = _train(cfg, student, rows_path, rows, hardware, run_dir, stages, tracker)
         summary["n_train"] = summary["train"]["n_train"]
         summary["train_seconds"] = summary["train"]["train_seconds"]
         write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
@@ -209,7 +232,7 @@ def _model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str
         attach_adapter(student, adapter_dir)
     if "eval" in stages:
         samples, metrics = eval_stage(student, splits.eval, level, cfg.model, cfg.eval, cfg.sampling, run_dir,
-                                      system=cfg.prompt.get("system"), seed=int(cfg.seed))
+                                      system=cfg.prompt.get("system"), seed=int(cfg.seed), hardware=hardware)
         summary["eval"] = metrics
         summary.update({key: metrics[key] for key in HEADLINE_METRICS if key in metrics})
         tracker.log_metrics({**metrics, "n_train": summary["n_train"]})
@@ -218,19 +241,53 @@ def _model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str
             write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
 
 
-def _train(cfg: DictConfig, student: Student, rows: list[dict[str, Any]], hardware: Any, run_dir: Path,
-           stages: list[str], tracker: Tracker) -> dict[str, Any]:
-    """Train the adapter, or restore it from the stage cache: trials that differ only in sampling train once."""
+def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list[dict[str, Any]], hardware: Hardware,
+           run_dir: Path, stages: list[str], tracker: Tracker) -> tuple[dict[str, Any], Student]:
+    """Train the adapter, or restore it from the stage cache: trials that differ only in sampling train once.
+
+    ``student`` is None for data-parallel training: the workers train, and the student is loaded afterwards
+    with their adapter attached, as on a cache hit. Returns the train summary and the student, adapter attached.
+    """
+    if student is None:
+        quantization = "nf4" if resolve_quant_config(cfg.train, hardware) is not None else "none"
+        compute = functools.partial(train_distributed, rows_path, _plain(cfg.model), _plain(cfg.train), hardware,
+                                    run_dir, base_path=model_path(cfg.model))
+    else:
+        quantization = student.quantization
+        compute = functools.partial(train_stage, student, rows, cfg.model, cfg.train, hardware, run_dir,
+                                    tracker.report_to)
+    # The global batch, hence the adapter, depends on the process count; 1 stays out of the key so that
+    # single-process entries cached before data-parallel training existed still hit.
+    extra = {"num_processes": hardware.num_processes} if hardware.num_processes > 1 else {}
     parts = _cache_parts(cfg, "train", device=hardware.device, precision=hardware.precision,
-                         quantization=student.quantization)
-    summary = run_cached(_stage_cache(cfg, stages, "train"), "train", parts, run_dir, [ADAPTER_DIR],
-                         lambda: train_stage(student, rows, cfg.model, cfg.train, hardware, run_dir, tracker.report_to))
-    if summary["cache"] == "hit":
+                         quantization=quantization, **extra)
+    summary = run_cached(_stage_cache(cfg, stages, "train"), "train", parts, run_dir, [ADAPTER_DIR], compute)
+    cache = summary.get("cache")  # absent with the cache off
+    if student is None:
+        student = load_student(cfg.model, cfg.train, hardware)
         attach_adapter(student, run_dir / ADAPTER_DIR)
+        summary["adapter"] = student.adapter  # as this trial names it, not the workers' resolved path
+        if cache != "hit":  # the workers logged nowhere: their loss curve goes into the trial's run
+            _log_loss_history(tracker, summary["loss_history"])
+    elif cache == "hit":
+        attach_adapter(student, run_dir / ADAPTER_DIR)
+    if cache == "hit":
         # This trial's wall time is the copy; the cached training's own time stays in computed_seconds.
         summary.update(adapter=str(run_dir / ADAPTER_DIR), computed_seconds=summary["train_seconds"],
                        train_seconds=summary["seconds"])
-    return summary
+    return summary, student
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def _log_loss_history(tracker: Tracker, history: list[dict[str, Any]]) -> None:
+    """Log a worker's loss curve under the names the HF Trainer's W&B callback uses in a single-process trial."""
+    if tracker.run is None:
+        return
+    for entry in history:
+        tracker.run.log({"train/loss": entry["loss"], "train/global_step": entry["step"]})
 
 
 # Copied to the top level of metrics.json, where analysis and sweeps read them.

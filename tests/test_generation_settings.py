@@ -76,6 +76,9 @@ def test_sft_config_follows_the_hardware(tmp_path):
                                                  bf16_supported=False), tmp_path)
     assert cpu.use_cpu and not cpu.bf16 and not cpu.fp16 and not cpu.logging_nan_inf_filter
     assert (cpu.num_train_epochs, cpu.per_device_train_batch_size, cpu.learning_rate) == (1, 8, 1e-3)
+    assert cpu.completion_only_loss is True
+    hardware = resolve_hardware({"name": "cpu", "device": "cpu"})
+    assert build_sft_config({**cfg, "completion_only_loss": False}, hardware, tmp_path).completion_only_loss is False
     with pytest.raises(ConfigError, match="train.epochs"):
         build_sft_config({**cfg, "epochs": 0}, resolve_hardware({"name": "cpu", "device": "cpu"}), tmp_path)
     assert _warmup(0.1) == 0.1 and _warmup(10) == 10 and isinstance(_warmup(10.0), int)

@@ -54,6 +54,7 @@ def test_trial_writes_every_artifact(trial):
     assert samples[0]["prompt"][-1]["content"].startswith("Solve this using Level 4 (Ultra-compact).")
     assert metrics["mean_completion_tokens"] == sum(s["completion_tokens"] for s in samples) / 16
     assert json.loads((run / "eval_results.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert metrics["eval"]["backend"] == "transformers"  # no vLLM, no GPU here
     card = (run / "adapter" / "README.md").read_text()
     assert "level 4 (Ultra-compact)" in card and "r=16" in card and "| accuracy |" in card and "svamp" in card
     [record] = list((run / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from training.answers import EXTRACTORS, extract_answer, is_correct
@@ -98,13 +98,21 @@ def summarize(rows: Sequence[Mapping[str, Any]], extractor: str = "flexible") ->
 def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counter: TokenCounter, *,
              sampling: Mapping[str, Any], batch_size: int, stop_token_id: int, system: str | None = None,
              n_shots: int = 0, extractor: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
-             chat_template_kwargs: Mapping[str, Any] | None = None, seed: int = 0,
-             progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Generate at ``level``'s prompt for every problem, grade, and summarise."""
+             chat_template_kwargs: Mapping[str, Any] | None = None, seed: int = 0, progress: bool = True,
+             generator: Callable[[list[list[dict[str, str]]]], tuple[list[Generated], float]] | None = None,
+             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Generate at ``level``'s prompt for every problem, grade, and summarise.
+
+    ``generator`` replaces transformers generation (``model`` and ``tokenizer`` are then unused): the
+    vLLM backend takes the same prompts and returns the same rows.
+    """
     prompts = [build_prompt(level, p.question, system, n_shots, open_tag, close_tag) for p in problems]
-    outputs, seconds = generate(model, tokenizer, prompts, sampling, batch_size=batch_size,
-                                stop_token_id=stop_token_id, chat_template_kwargs=chat_template_kwargs, seed=seed,
-                                progress=progress)
+    if generator is not None:
+        outputs, seconds = generator(prompts)
+    else:
+        outputs, seconds = generate(model, tokenizer, prompts, sampling, batch_size=batch_size,
+                                    stop_token_id=stop_token_id, chat_template_kwargs=chat_template_kwargs, seed=seed,
+                                    progress=progress)
     rows = [grade_sample(p, prompt, out, counter, open_tag, close_tag) for p, prompt, out in zip(problems, prompts, outputs)]
     metrics = summarize(rows, extractor)
     generated = sum(out.completion_tokens for out in outputs)

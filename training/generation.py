@@ -68,7 +68,7 @@ def presence_penalty_processor(penalty: float, prompt_length: int):
 
 def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling: Mapping[str, Any], *,
              batch_size: int, stop_token_id: int, chat_template_kwargs: Mapping[str, Any] | None = None,
-             seed: int = 0, progress: bool = True) -> tuple[list[Generated], float]:
+             seed: int = 0, progress: bool = True, desc: str = "eval") -> tuple[list[Generated], float]:
     """Complete each chat prompt; return the generations in prompt order and the seconds spent generating."""
     import torch
     from tqdm.auto import tqdm
@@ -87,7 +87,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
     model.eval()
     device = next(model.parameters()).device
     seconds = 0.0
-    bar = tqdm(total=len(order), desc="eval", unit="problem", disable=not progress)
+    bar = tqdm(total=len(order), desc=desc, unit="problem", disable=not progress)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, padding=True, return_tensors="pt").to(device)

@@ -2,7 +2,9 @@
 
 ``cpu`` computes in fp32, ``turing`` in fp16 (no bf16 units, no FlashAttention 2),
 ``a100`` in bf16, ``auto`` picks by looking at the machine. Asking for a GPU that
-is not there is a config error, not a silent CPU run.
+is not there is a config error, not a silent CPU run. ``num_processes`` > 1 trains
+data-parallel, one process per GPU (``training.distributed``); on CPU the processes
+share ``num_threads`` between them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Hardware:
     precision: str  # fp32 | fp16 | bf16
     attn_implementation: str | None
     num_threads: int
+    num_processes: int = 1  # data-parallel training processes (one per GPU on cuda)
 
     @property
     def dtype(self):
@@ -45,10 +48,10 @@ def usable_cores() -> int:
 
 
 def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = None,
-                     bf16_supported: bool | None = None) -> Hardware:
+                     bf16_supported: bool | None = None, device_count: int | None = None) -> Hardware:
     """Turn ``cfg.hardware`` into a concrete device and precision, checking the machine can do it.
 
-    The two flags default to what torch sees; tests pass them to check every branch.
+    The flags default to what torch sees; tests pass them to check every branch.
     """
     if cuda_available is None or bf16_supported is None:
         import torch
@@ -77,7 +80,29 @@ def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = No
     num_threads = int(threads) if threads else usable_cores()
     if num_threads < 1:
         raise ConfigError(f"hardware {name}: num_threads must be at least 1")
-    return Hardware(name, device, precision, cfg.get("attn_implementation") or None, num_threads)
+    num_processes = _num_processes(cfg, name, device, device_count)
+    return Hardware(name, device, precision, cfg.get("attn_implementation") or None, num_threads, num_processes)
+
+
+def _num_processes(cfg: Mapping[str, Any], name: str, device: str, device_count: int | None) -> int:
+    raw = cfg.get("num_processes")
+    number = 1 if raw is None else int(raw)  # not `or 1`: an explicit 0 is a mistake to report, not to fix
+    if number < 1:
+        raise ConfigError(f"hardware {name}: num_processes must be at least 1, got {number}")
+    if device == "cuda" and number > 1:
+        if device_count is None:
+            import torch
+
+            device_count = torch.cuda.device_count()
+        if number > device_count:
+            raise ConfigError(f"hardware={name} asks for {number} training processes (one per GPU) but torch sees "
+                              f"{device_count} GPU(s); set hardware.num_processes={device_count} or fewer")
+    return number
+
+
+def threads_per_process(hardware: Hardware) -> int:
+    """Each data-parallel worker's share of ``num_threads`` (at least 1), so the workers never oversubscribe cores."""
+    return max(1, hardware.num_threads // hardware.num_processes)
 
 
 def apply_threads(hardware: Hardware) -> None:

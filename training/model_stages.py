@@ -15,6 +15,7 @@ from typing import Any
 
 from training.data import Problem
 from training.errors import ConfigError
+from training.eval_backends import choose_backend, vllm_generate
 from training.evaluate import evaluate
 from training.hardware import Hardware
 from training.jsonl import write_json, write_jsonl
@@ -64,33 +65,41 @@ def attach_adapter(student: Student, adapter_dir: Path) -> None:
 
 def train_stage(student: Student, rows: Sequence[Mapping[str, Any]], model_cfg: Mapping[str, Any],
                 train_cfg: Mapping[str, Any], hardware: Hardware, run_dir: Path,
-                report_to: Sequence[str] = ()) -> dict[str, Any]:
-    """Train a LoRA adapter on ``rows`` and save it (weights and tokenizer) to ``run_dir/adapter``."""
+                report_to: Sequence[str] = (), save: bool = True) -> dict[str, Any]:
+    """Train a LoRA adapter on ``rows`` and save it (weights and tokenizer) to ``run_dir/adapter``.
+
+    ``save=False`` is for the ranks other than 0 of a data-parallel run: they hold the same weights, and one
+    writer per folder keeps the adapter whole.
+    """
     model, summary = train_adapter(rows, student.model, student.tokenizer, train_cfg, hardware, run_dir / TRAINER_DIR,
                                    chat_template_kwargs=model_cfg.get("chat_template_kwargs"), report_to=report_to)
     adapter_dir = run_dir / ADAPTER_DIR
-    model.save_pretrained(adapter_dir)
-    student.tokenizer.save_pretrained(adapter_dir)
+    if save:
+        model.save_pretrained(adapter_dir)
+        student.tokenizer.save_pretrained(adapter_dir)
+        log.info("train: adapter saved to %s", adapter_dir)
     student.model, student.adapter = model, str(adapter_dir)
     summary.update(n_train=len(rows), adapter=str(adapter_dir))
-    log.info("train: adapter saved to %s", adapter_dir)
     return summary
 
 
 def eval_stage(student: Student, problems: Sequence[Problem], level: Level, model_cfg: Mapping[str, Any],
                eval_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any], run_dir: Path, *,
-               system: str | None, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+               system: str | None, seed: int, hardware: Hardware | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Evaluate the student on ``problems``; write ``eval_samples.jsonl`` and ``eval_results.json``."""
     counter = TokenCounter(student.path)
+    backend, why = choose_backend(str(eval_cfg.get("backend", "auto")), hardware.device if hardware else "cpu")
+    log.info("eval: backend %s (%s)", backend, why)
+    generator = _vllm_generator(student, model_cfg, eval_cfg, sampling_cfg, hardware, seed) if backend == "vllm" else None
     rows, metrics = evaluate(
-        student.model, student.tokenizer, problems, level, counter,
+        student.model, student.tokenizer, problems, level, counter, generator=generator,
         sampling=sampling_cfg, batch_size=int(eval_cfg["batch_size"]),
         stop_token_id=stop_token_id(student.tokenizer, model_cfg), system=system,
         n_shots=int(eval_cfg.get("n_shots", 0)), extractor=str(eval_cfg.get("extractor", "flexible")),
         open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
         chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed,
     )
-    metrics.update(level=level.id, adapter=student.adapter, quantization=student.quantization)
+    metrics.update(level=level.id, adapter=student.adapter, quantization=student.quantization, backend=backend)
     write_jsonl(run_dir / EVAL_SAMPLES_FILE, rows)
     write_json(run_dir / EVAL_RESULTS_FILE, {**metrics, "sampling": dict(sampling_cfg), "model": model_cfg["name"]})
     log.info("eval: %s accuracy %.3f [%.3f, %.3f] (strict %.3f), think tokens mean %.1f, format errors %.1f%%, "
@@ -98,3 +107,27 @@ def eval_stage(student: Student, problems: Sequence[Problem], level: Level, mode
              metrics["accuracy_strict"], metrics["mean_think_tokens"], 100 * metrics["format_error_rate"],
              metrics["eval_tokens_per_second"] or 0)
     return rows, metrics
+
+
+def _vllm_generator(student: Student, model_cfg: Mapping[str, Any], eval_cfg: Mapping[str, Any],
+                    sampling_cfg: Mapping[str, Any], hardware: Hardware, seed: int):
+    """Generation by vLLM: the base weights plus the student's adapter; the transformers copy is freed first."""
+    import gc
+    import json
+
+    import torch
+
+    adapter = None if student.adapter == "none" else student.adapter
+    rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"] if adapter else 8
+    stop_id = stop_token_id(student.tokenizer, model_cfg)
+    student.model = None  # vLLM takes the GPU memory the transformers copy would hold
+    gc.collect()
+    torch.cuda.empty_cache()
+
+    def generator(prompts):
+        return vllm_generate(student.path, adapter, prompts, sampling_cfg, stop_token_id=stop_id,
+                             precision=hardware.precision, seed=seed, lora_rank=int(rank),
+                             chat_template_kwargs=model_cfg.get("chat_template_kwargs"),
+                             engine_args=eval_cfg.get("vllm_engine_args"))
+
+    return generator

@@ -83,6 +83,8 @@ def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Pat
         logging_steps=int(cfg["logging_steps"]),
         logging_nan_inf_filter=False,  # a NaN loss must reach our callback, not be averaged away
         activation_checkpointing=bool(cfg["gradient_checkpointing"]),
+        # TRL's prompt/completion rows: loss on the completion only, or (false) on prompt and completion alike.
+        completion_only_loss=bool(cfg.get("completion_only_loss", True)),
         seed=int(cfg["seed"]),
         data_seed=int(cfg["seed"]),
         use_cpu=hardware.device == "cpu",
@@ -92,7 +94,23 @@ def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Pat
         report_to=list(report_to) or "none",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        **ddp_options(hardware),
     )
+
+
+def ddp_options(hardware: Hardware) -> dict[str, Any]:
+    """DDP settings for a data-parallel run (``hardware.num_processes`` > 1 under torchrun); none otherwise."""
+    if hardware.num_processes == 1:
+        return {}
+    return {
+        # The Trainer gets a PeftModel, not a PreTrainedModel, so transformers would default this to True: an extra
+        # autograd-graph walk every step, and an error ("marked ready twice") with reentrant gradient checkpointing.
+        # Every LoRA weight is used in every forward, so there is nothing unused to find.
+        "ddp_find_unused_parameters": False,
+        # On CPU accelerate would pick MPI whenever torch is built with it; gloo is what every CPU build has.
+        # On cuda None lets accelerate pick NCCL.
+        "ddp_backend": "gloo" if hardware.device == "cpu" else None,
+    }
 
 
 def _warmup(value: Any) -> float | int:

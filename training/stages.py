@@ -43,7 +43,10 @@ def traces_stage(
     seconds = round(time.perf_counter() - start, 3)
     log.info("traces: %s wrote %d traces for %d problems at %s (%d with a teacher error) in %.2fs -> %s",
              teacher.name, len(rows), len(problems), level.tag, failed, seconds, out_path)
-    return {"teacher": teacher.name, "n_traces": len(rows), "teacher_errors": failed, "seconds": seconds}
+    summary = {"teacher": teacher.name, "n_traces": len(rows), "teacher_errors": failed, "seconds": seconds}
+    if getattr(teacher, "stats", None):  # LLM teachers: requests sent, cache hits, tokens generated...
+        summary["teacher_stats"] = dict(teacher.stats)
+    return summary
 
 
 def sft_row(kept: dict[str, Any], level: Level, system: str | None, open_tag: str, close_tag: str) -> dict[str, Any]:
@@ -85,9 +88,9 @@ def filter_stage(
     write_json(out_dir / FILTER_REPORT_FILE, report)
     chars = (report["think_chars"] or {}).get("mean")
     tokens = (report["think_tokens"] or {}).get("mean")
-    log.info("filter: kept %d/%d problems (%.1f%%), dropped %s; think chars mean %s, tokens mean %s",
-             report["kept_problems"], report["n_problems"], 100 * report["keep_rate"], report["dropped"] or "none",
-             chars, tokens)
+    log.info("filter: kept %d/%d problems (%.1f%%; %d with no correct trace), dropped %s; think chars mean %s, "
+             "tokens mean %s", report["kept_problems"], report["n_problems"], 100 * report["keep_rate"],
+             report["problems_without_correct_trace"], report["dropped"] or "none", chars, tokens)
     if not result.kept:
         log.warning("filter: no trace survived; see %s for the reasons", out_dir / FILTER_REPORT_FILE)
     return report

@@ -12,9 +12,14 @@ from collections.abc import Sequence
 from training.completions import THINK_CLOSE, THINK_OPEN, format_completion
 from training.data import Problem
 from training.levels import Level
-from training.renderers import RENDER
+from training.renderers import RENDER, Rendering
 from training.solutions import UnrenderableError, parse_reference
 from training.teachers.base import Trace
+
+
+def render_reference(problem: Problem, level: Level) -> Rendering:
+    """``problem``'s reference solution rendered at ``level``; raises UnrenderableError."""
+    return RENDER[level.renderer](parse_reference(problem.solution), problem.question, problem.answer, level)
 
 
 class ReferenceTeacher:
@@ -25,7 +30,7 @@ class ReferenceTeacher:
 
     def render(self, problem: Problem, level: Level) -> Trace:
         try:
-            rendering = RENDER[level.renderer](parse_reference(problem.solution), problem.question, problem.answer, level)
+            rendering = render_reference(problem, level)
         except UnrenderableError as err:
             return Trace(problem.id, 0, "", self.name, error=str(err))
         completion = format_completion(rendering.trace, rendering.answer, self.think_open, self.think_close)

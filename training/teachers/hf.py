@@ -1,0 +1,107 @@
+"""A local transformers model as teacher (``teacher=hf``), or the student itself (``teacher=self``).
+
+The model is loaded for the traces stage only, asked in batches (prompts sorted by
+length, left-padded: :func:`training.generation.generate`), and freed before the
+student is loaded for training. With ``n_samples`` > 1 every problem is asked that
+many times under sampling; paired with ``filter.select=shortest`` this is
+length-biased rejection sampling: keep the shortest correct trace of N.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from training.data import Problem
+from training.errors import ConfigError
+from training.generation import generate, generation_kwargs
+from training.hardware import apply_threads, resolve_hardware
+from training.levels import Level
+from training.teachers.base import Trace
+from training.teachers.prompts import teacher_prompts
+
+log = logging.getLogger(__name__)
+
+NO_ANSWER = "teacher returned no answer"
+
+
+class HFTeacher:
+    def __init__(self, model: Mapping[str, Any], hardware: Mapping[str, Any], sampling: Mapping[str, Any], *,
+                 name: str = "hf", batch_size: int = 16, n_shots: int = 2, exemplars: str = "level",
+                 system: str | None = None, adapter: str | None = None) -> None:
+        self.name = name
+        self.adapter = adapter  # a LoRA adapter on the model: a previous round's student for iterated self-distillation
+        self.model_cfg, self.hardware_cfg, self.sampling = model, hardware, dict(sampling)
+        self.batch_size, self.n_shots, self.exemplars, self.system = int(batch_size), int(n_shots), exemplars, system
+        generation_kwargs(self.sampling)  # bad sampling settings fail before the model loads
+        if self.batch_size < 1:
+            raise ConfigError(f"teacher.batch_size must be at least 1, got {batch_size}")
+        self.stats: dict[str, Any] = {}
+
+    def generate(self, problems: Sequence[Problem], level: Level, *, n_samples: int = 1,
+                 seed: int = 0) -> list[list[Trace]]:
+        if n_samples > 1 and not self.sampling.get("do_sample"):
+            raise ConfigError(f"teacher {self.name}: n_samples={n_samples} with greedy decoding gives {n_samples} "
+                              "identical traces; set teacher.sampling.do_sample=true or n_samples=1")
+        think = self.model_cfg["think"]
+        prompts = teacher_prompts(problems, level, n_shots=self.n_shots, exemplars=self.exemplars,
+                                  system=self.system, open_tag=think["open"], close_tag=think["close"])
+        # Each prompt n_samples times in a row: one generate batch holds several samples of a problem.
+        asked = [prompt for prompt in prompts for _ in range(n_samples)]
+        outputs, seconds = self._complete(asked, seed)
+        traces: list[list[Trace]] = []
+        for i, problem in enumerate(problems):
+            samples = outputs[i * n_samples:(i + 1) * n_samples]
+            traces.append([Trace(problem.id, s, out.text, self.name, error=None if out.text.strip() else NO_ANSWER)
+                           for s, out in enumerate(samples)])
+        tokens = sum(out.completion_tokens for out in outputs)
+        self.stats = {"completions": len(outputs), "generated_tokens": tokens, "seconds": round(seconds, 3),
+                      "truncated": sum(not out.stopped for out in outputs)}
+        log.info("teacher %s: %d completions (%d per problem), %d tokens in %.1fs (%.0f tokens/s), %d cut at "
+                 "max_new_tokens", self.name, len(outputs), n_samples, tokens, seconds,
+                 tokens / seconds if seconds else 0, self.stats["truncated"])
+        return traces
+
+    def _complete(self, prompts: list[list[dict[str, str]]], seed: int):
+        from training.models import load_model, load_tokenizer, model_path, stop_token_id
+
+        hardware = resolve_hardware(self.hardware_cfg)
+        apply_threads(hardware)
+        path = model_path(self.model_cfg)
+        tokenizer = load_tokenizer(self.model_cfg, path)
+        model = load_model(self.model_cfg, dtype=hardware.dtype, device=hardware.device,
+                           attn_implementation=hardware.attn_implementation, path=path)
+        if self.adapter:
+            model = _with_adapter(model, self.adapter)
+        log.info("teacher %s: %s on %s (%s), %d prompts in batches of %d", self.name, self.model_cfg["name"],
+                 hardware.device, hardware.precision, len(prompts), self.batch_size)
+        try:
+            return generate(model, tokenizer, prompts, self.sampling, batch_size=self.batch_size,
+                            stop_token_id=stop_token_id(tokenizer, self.model_cfg),
+                            chat_template_kwargs=self.model_cfg.get("chat_template_kwargs"), seed=seed,
+                            desc=f"teacher {self.name}")
+        finally:
+            # The student loads next (possibly on the same GPU): do not hold two models at once.
+            del model
+            gc.collect()
+            _empty_cuda_cache()
+
+
+def _with_adapter(model, adapter: str):
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"teacher.adapter={adapter}: no LoRA adapter there (adapter_config.json missing)")
+    log.info("teacher: with adapter %s", adapter)
+    return PeftModel.from_pretrained(model, adapter)
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
