@@ -55,6 +55,13 @@ class Tracker:
         """For the HF Trainer: it then logs the training loss into this same run."""
         return ["wandb"] if self.run is not None else []
 
+    def log_train_history(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """A loss curve trained elsewhere (data-parallel workers), under the names the HF Trainer logs in process."""
+        if self.run is None:
+            return
+        for entry in history:
+            self.run.log({"train/loss": entry["loss"], "train/global_step": entry["step"]})
+
     def log_metrics(self, metrics: Mapping[str, Any]) -> None:
         if self.run is None:
             return

@@ -48,8 +48,16 @@ def package_dir(package: str) -> Path:
 
 
 def _fingerprint(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> str:
-    payload = json.dumps({key: cfg.get(key) for key in keys}, sort_keys=True, default=str)
+    # Plain values first: a Hydra node and the same dict must name the same folder (str() of a node differs).
+    plain = {key: _plain(cfg.get(key)) for key in keys}
+    payload = json.dumps(plain, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _convert_gguf(cfg: Mapping[str, Any], out: Path) -> None:
