@@ -6,7 +6,7 @@ from sweep.cli import available_levels, prepare_overrides
 from sweep.pipeline import resolve_stages
 from tests.conftest import compose_config
 from training.errors import ConfigError
-from training.levels import RENDERERS, build_prompt, level_from_config
+from training.levels import RENDERERS, build_prompt, level_from_config, template_keeps_earlier_think
 
 
 def test_five_levels_exist():
@@ -25,6 +25,26 @@ def test_every_level_composes(level_id):
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert messages[-1]["content"] == f"{level.instruction}\nProblem: What is 2+2?"
     assert messages[2]["content"].startswith("<think>\n") and "\n</think>\n#### " in messages[2]["content"]
+
+
+def test_exemplars_go_in_the_system_message_where_the_template_would_hide_their_reasoning():
+    from transformers import AutoTokenizer
+
+    from training.models import model_path
+
+    level = level_from_config(compose_config("+level=4").level)
+    qwen3 = AutoTokenizer.from_pretrained(model_path(compose_config("+level=4", "model=tiny-qwen3").model))
+    smollm = AutoTokenizer.from_pretrained(model_path(compose_config("+level=4").model))
+    # Qwen3's template renders an earlier assistant turn without its think block; SmolLM2's keeps it.
+    assert not template_keeps_earlier_think(qwen3, {"enable_thinking": True})
+    assert template_keeps_earlier_think(smollm)
+    messages = build_prompt(level, "What is 2+2?", "Be brief.", n_shots=2, shots_in_system=True)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[0]["content"].startswith("Be brief.\n\nExample 1\nProblem: ")
+    assert f"<think>\n{level.exemplars[1].trace}\n</think>\n#### {level.exemplars[1].answer}" in messages[0]["content"]
+    rendered = qwen3.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=True)
+    assert level.exemplars[0].trace in rendered  # the reasoning now reaches the model
+    assert build_prompt(level, "q", None, n_shots=0, shots_in_system=True) == [{"role": "user", "content": messages[-1]["content"].replace("What is 2+2?", "q")}]
 
 
 def test_levels_get_shorter():

@@ -6,6 +6,7 @@ tested without a model; :func:`evaluate` adds the one impure step, generation.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -16,8 +17,10 @@ from training.completions import THINK_CLOSE, THINK_OPEN, parse_completion, thin
 from training.data import Problem
 from training.errors import ConfigError
 from training.generation import Generated, generate
-from training.levels import Level, build_prompt
+from training.levels import Level, build_prompt, template_keeps_earlier_think
 from training.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -106,7 +109,12 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
     ``generator`` replaces transformers generation (``model`` and ``tokenizer`` are then unused): the
     vLLM backend takes the same prompts and returns the same rows.
     """
-    prompts = [build_prompt(level, p.question, system, n_shots, open_tag, close_tag) for p in problems]
+    in_system = n_shots > 0 and not template_keeps_earlier_think(tokenizer, chat_template_kwargs, open_tag, close_tag)
+    if in_system:
+        log.info("eval: the chat template drops earlier turns' think blocks; the %d exemplars go in the system "
+                 "message", n_shots)
+    prompts = [build_prompt(level, p.question, system, n_shots, open_tag, close_tag, shots_in_system=in_system)
+               for p in problems]
     if generator is not None:
         outputs, seconds = generator(prompts)
     else:

@@ -72,6 +72,13 @@ def user_message(level: Level, question: str) -> str:
     return f"{level.instruction}\nProblem: {question.strip()}"
 
 
+def exemplar_text(exemplars: Sequence[Exemplar], open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str:
+    """Worked exemplars as plain text, for a system message."""
+    return "".join(f"\n\nExample {i}\nProblem: {ex.question.strip()}\n"
+                   f"Solution:\n{format_completion(ex.trace, ex.answer, open_tag, close_tag)}"
+                   for i, ex in enumerate(exemplars, start=1))
+
+
 def build_prompt(
     level: Level,
     question: str,
@@ -79,13 +86,35 @@ def build_prompt(
     n_shots: int = 0,
     open_tag: str = THINK_OPEN,
     close_tag: str = THINK_CLOSE,
+    shots_in_system: bool = False,
 ) -> list[dict[str, str]]:
-    """Chat messages asking for ``question`` at ``level``, with ``n_shots`` exemplars as prior turns."""
+    """Chat messages asking for ``question`` at ``level``, with ``n_shots`` exemplars.
+
+    Exemplars are earlier chat turns, or with ``shots_in_system`` text in the system message:
+    for chat templates that drop the think block of earlier assistant turns (Qwen3's), which
+    would otherwise show the model answers without their reasoning.
+    """
     if n_shots > len(level.exemplars):
         raise ConfigError(f"{n_shots} shots requested but level {level.id} has {len(level.exemplars)} exemplars")
-    messages = [{"role": "system", "content": system}] if system else []
-    for ex in level.exemplars[:n_shots]:
+    shots = level.exemplars[:n_shots]
+    if shots_in_system and shots:
+        system = (system or "") + exemplar_text(shots, open_tag, close_tag)
+        shots = ()
+    messages = [{"role": "system", "content": system.strip()}] if system else []
+    for ex in shots:
         messages.append({"role": "user", "content": user_message(level, ex.question)})
         messages.append({"role": "assistant", "content": format_completion(ex.trace, ex.answer, open_tag, close_tag)})
     messages.append({"role": "user", "content": user_message(level, question)})
     return messages
+
+
+def template_keeps_earlier_think(tokenizer, chat_template_kwargs: Mapping[str, Any] | None = None,
+                                 open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> bool:
+    """Whether ``tokenizer``'s chat template shows the think block of an earlier assistant turn."""
+    probe = "cot-pareto-probe-7f3a"
+    messages = [{"role": "user", "content": "q"},
+                {"role": "assistant", "content": format_completion(probe, "1", open_tag, close_tag)},
+                {"role": "user", "content": "q"}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             **dict(chat_template_kwargs or {}))
+    return probe in rendered

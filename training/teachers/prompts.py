@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from training.completions import THINK_CLOSE, THINK_OPEN, format_completion
+from training.completions import THINK_CLOSE, THINK_OPEN
 from training.data import Problem
 from training.errors import ConfigError
-from training.levels import Exemplar, Level, build_prompt
+from training.levels import Exemplar, Level, build_prompt, exemplar_text
 from training.solutions import UnrenderableError
 from training.teachers.reference import render_reference
 
@@ -42,10 +42,7 @@ def teacher_system(template: str | None, level: Level, exemplars: Sequence[Exemp
     except (KeyError, IndexError) as err:
         raise ConfigError(f"teacher.system has an unknown placeholder {err}; use {{style}}, {{target_chars}}, "
                           "{open}, {close}, {level}, {name}") from None
-    for i, ex in enumerate(exemplars, start=1):
-        text += (f"\n\nExample {i}\nProblem: {ex.question.strip()}\n"
-                 f"Solution:\n{format_completion(ex.trace, ex.answer, open_tag, close_tag)}")
-    return text
+    return text + exemplar_text(exemplars, open_tag, close_tag)
 
 
 def reference_exemplars(problems: Sequence[Problem], level: Level, count: int) -> list[tuple[str, Exemplar]]:
