@@ -20,6 +20,7 @@ from training.generation import generate, generation_kwargs
 from training.hardware import apply_threads, resolve_hardware
 from training.levels import Level
 from training.teachers.base import Trace
+from training.sft import resolve_quant_config
 from training.teachers.prompts import teacher_prompts
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ NO_ANSWER = "teacher returned no answer"
 class HFTeacher:
     def __init__(self, model: Mapping[str, Any], hardware: Mapping[str, Any], sampling: Mapping[str, Any], *,
                  name: str = "hf", batch_size: int = 16, n_shots: int = 2, exemplars: str = "level",
-                 system: str | None = None, adapter: str | None = None) -> None:
+                 system: str | None = None, adapter: str | None = None, quantization: str = "none") -> None:
         self.name = name
         self.adapter = adapter  # a LoRA adapter on the model: a previous round's student for iterated self-distillation
+        self.quantization = quantization  # nf4: an 8B teacher in ~6 GB of an 11 GB Turing card
         self.model_cfg, self.hardware_cfg, self.sampling = model, hardware, dict(sampling)
         self.batch_size, self.n_shots, self.exemplars, self.system = int(batch_size), int(n_shots), exemplars, system
         generation_kwargs(self.sampling)  # bad sampling settings fail before the model loads
@@ -71,12 +73,16 @@ class HFTeacher:
         apply_threads(hardware)
         path = model_path(self.model_cfg)
         tokenizer = load_tokenizer(self.model_cfg, path)
-        model = load_model(self.model_cfg, dtype=hardware.dtype, device=hardware.device,
+        # Where bitsandbytes cannot run NF4, a teacher may as well sample from full-precision weights (logged).
+        quant = resolve_quant_config({"quantization": self.quantization, "allow_unquantized_fallback": True},
+                                     hardware)
+        model = load_model(self.model_cfg, dtype=hardware.dtype, device=hardware.device, quantization_config=quant,
                            attn_implementation=hardware.attn_implementation, path=path)
         if self.adapter:
             model = _with_adapter(model, self.adapter)
-        log.info("teacher %s: %s on %s (%s), %d prompts in batches of %d", self.name, self.model_cfg["name"],
-                 hardware.device, hardware.precision, len(prompts), self.batch_size)
+        log.info("teacher %s: %s on %s (%s compute, %s weights), %d prompts in batches of %d", self.name,
+                 self.model_cfg["name"], hardware.device, hardware.precision,
+                 "nf4" if quant is not None else hardware.precision, len(prompts), self.batch_size)
         try:
             return generate(model, tokenizer, prompts, self.sampling, batch_size=self.batch_size,
                             stop_token_id=stop_token_id(tokenizer, self.model_cfg),
