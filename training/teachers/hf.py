@@ -25,8 +25,6 @@ from training.teachers.prompts import teacher_prompts
 
 log = logging.getLogger(__name__)
 
-NO_ANSWER = "teacher returned no answer"
-
 
 class HFTeacher:
     def __init__(self, model: Mapping[str, Any], hardware: Mapping[str, Any], sampling: Mapping[str, Any], *,
@@ -56,11 +54,13 @@ class HFTeacher:
         traces: list[list[Trace]] = []
         for i, problem in enumerate(problems):
             samples = outputs[i * n_samples:(i + 1) * n_samples]
-            traces.append([Trace(problem.id, s, out.text, self.name, error=None if out.text.strip() else NO_ANSWER)
-                           for s, out in enumerate(samples)])
+            # An empty sample is the filter's empty_output, not a teacher error: errors keep the whole traces
+            # stage out of the stage cache, and N samples of a weak student are often empty.
+            traces.append([Trace(problem.id, s, out.text, self.name) for s, out in enumerate(samples)])
         tokens = sum(out.completion_tokens for out in outputs)
         self.stats = {"completions": len(outputs), "generated_tokens": tokens, "seconds": round(seconds, 3),
-                      "truncated": sum(not out.stopped for out in outputs)}
+                      "truncated": sum(not out.stopped for out in outputs),
+                      "empty": sum(not out.text.strip() for out in outputs)}
         log.info("teacher %s: %d completions (%d per problem), %d tokens in %.1fs (%.0f tokens/s), %d cut at "
                  "max_new_tokens", self.name, len(outputs), n_samples, tokens, seconds,
                  tokens / seconds if seconds else 0, self.stats["truncated"])
