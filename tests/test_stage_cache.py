@@ -1,8 +1,11 @@
-"""The content-addressed stage cache: a hit restores the files without running the stage."""
+"""The content-addressed stage cache: a hit restores the files without running the stage; one worker computes a key."""
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 
 from training.stage_cache import run_cached, stage_key
 
@@ -65,3 +68,35 @@ def test_folders_are_stored_and_restored_whole(tmp_path):
     assert hit["cache"] == "hit" and hit["train_seconds"] == 9.0
     assert (second / "adapter" / "weights.bin").read_bytes() == b"\x00\x01"
     assert (second / "adapter" / "nested" / "card.md").read_text() == "card"
+
+
+def test_a_second_worker_on_the_same_key_waits_and_restores(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="training.stage_cache")
+    started, release, results = threading.Event(), threading.Event(), {}
+
+    def slow_training():
+        started.set()
+        assert release.wait(30)
+        (tmp_path / "a" / "adapter.bin").write_text("weights")
+        return {"seconds": 9.0}
+
+    def must_not_run():
+        raise AssertionError("the second worker trained the same adapter again")
+
+    def worker(name, compute):
+        (tmp_path / name).mkdir()
+        results[name] = run_cached(tmp_path / "cache", "train", {"lora_r": 8}, tmp_path / name, ["adapter.bin"], compute)
+
+    first = threading.Thread(target=worker, args=("a", slow_training))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=worker, args=("b", must_not_run))
+    second.start()
+    deadline = time.monotonic() + 30
+    while "waiting for it" not in caplog.text:  # the second worker is blocked on the first one's lock
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    release.set()
+    first.join(30), second.join(30)
+    assert results["a"]["cache"] == "miss" and results["b"]["cache"] == "hit"
+    assert results["b"]["computed_seconds"] == 9.0 and (tmp_path / "b" / "adapter.bin").read_text() == "weights"

@@ -2,14 +2,18 @@
 
 Model conversions and stage-cache entries are shared by every process on the machine:
 two workers preparing the same folder at once both build, one rename wins, and the
-other's copy, identical by construction, is thrown away.
+other's copy, identical by construction, is thrown away. Where the work is expensive
+(training an adapter), :func:`file_lock` lets the second worker wait for the first
+instead of doing it again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -29,3 +33,23 @@ def build_atomically(target: Path, build: Callable[[Path], None], marker: str) -
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if absent) between processes; ``on_wait`` runs if we must wait.
+
+    An OS lock (flock), so a killed holder never leaves a stale lock behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

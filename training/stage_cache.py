@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.atomic import build_atomically
+from training.atomic import build_atomically, file_lock
 from training.jsonl import write_json
 from training.models import cache_root
 
@@ -78,15 +78,31 @@ def run_cached(
     key = stage_key(stage, parts)
     entry = root / stage / key
     if (entry / SUMMARY_FILE).is_file():
-        start = time.perf_counter()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            _copy(entry / name, run_dir / name)
-        summary = json.loads((entry / SUMMARY_FILE).read_text())
-        summary.pop("key_parts", None)
-        seconds = round(time.perf_counter() - start, 3)
-        log.info("%s: cache hit %s, restored %s in %.3fs (no %s work)", stage, key, ", ".join(files), seconds, stage)
-        return {**summary, "cache": "hit", "cache_key": key, "seconds": seconds, "computed_seconds": summary.get("seconds")}
+        return _restore(entry, stage, key, run_dir, files)
+    # One process computes a key at a time: a second worker on the same adapter waits, then restores it.
+    def waiting() -> None:
+        log.info("%s: another process is computing %s; waiting for it", stage, key)
+
+    with file_lock(root / stage / f".{key}.lock", on_wait=waiting):
+        if (entry / SUMMARY_FILE).is_file():
+            return _restore(entry, stage, key, run_dir, files)
+        return _compute(entry, stage, key, parts, run_dir, files, compute, cacheable)
+
+
+def _restore(entry: Path, stage: str, key: str, run_dir: Path, files: Sequence[str]) -> dict[str, Any]:
+    start = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        _copy(entry / name, run_dir / name)
+    summary = json.loads((entry / SUMMARY_FILE).read_text())
+    summary.pop("key_parts", None)
+    seconds = round(time.perf_counter() - start, 3)
+    log.info("%s: cache hit %s, restored %s in %.3fs (no %s work)", stage, key, ", ".join(files), seconds, stage)
+    return {**summary, "cache": "hit", "cache_key": key, "seconds": seconds, "computed_seconds": summary.get("seconds")}
+
+
+def _compute(entry: Path, stage: str, key: str, parts: Mapping[str, Any], run_dir: Path, files: Sequence[str],
+             compute: Callable[[], dict[str, Any]], cacheable: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     summary = compute()
     if cacheable(summary):
         def build(tmp: Path) -> None:

@@ -9,7 +9,6 @@ in flight as interrupted and queues their parameters, so re-running the command 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
 import json
@@ -37,6 +36,7 @@ from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WOR
                          finished, load_study, open_storage, parse_worker, pid_alive, recover_stale,
                          worker_id)
 from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
+from training.atomic import file_lock
 from training.errors import ConfigError
 from training.hardware import usable_cores
 
@@ -155,12 +155,8 @@ class ParetoSweeper(Sweeper):
         with up to (workers - 1) trials more than ``n_trials``, as with Optuna's own
         ``MaxTrialsCallback``.
         """
-        with (sweep_dir / ".ask.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(sweep_dir / ".ask.lock"):
+            yield
 
     # -- the search ------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
