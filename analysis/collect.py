@@ -7,7 +7,6 @@ dir and metrics as user attributes. Failed and unfinished trials are left out an
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from sweep.run_record import METRICS_FILE, UNREADABLE, read_metrics
 from training.errors import CotParetoError
 
 # Overrides that say how a trial ran, not what it tried: not shown as its parameters.
@@ -104,12 +104,6 @@ def _has_scores(metrics: dict[str, Any]) -> bool:
     return all(metrics.get(key) is not None for key in ("accuracy", "mean_think_tokens"))
 
 
-def _read_metrics(run_dir: Path) -> dict[str, Any]:
-    """A run dir's metrics.json; a run without one has not finished."""
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {"status": "running"}
-
-
 def _trial_from_run(run_dir: Path, metrics: dict[str, Any], series: str) -> Trial:
     params = params_from_overrides(_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
     return trial_from_metrics(metrics, series, run_dir.name, run_dir, params, _yaml(run_dir / ".hydra" / "config.yaml"))
@@ -119,12 +113,12 @@ def collect_dir(root: Path, series: str | None = None) -> Collection:
     """Every run dir below ``root`` (a sweep dir, a multirun dir, or one run dir)."""
     collection = Collection(series or root.resolve().name)
     run_dirs = {path.parent.parent for path in root.rglob(".hydra/config.yaml")}
-    run_dirs |= {path.parent for path in root.rglob("metrics.json")}
+    run_dirs |= {path.parent for path in root.rglob(METRICS_FILE)}
     for run_dir in sorted(run_dirs):
-        metrics = _read_metrics(run_dir)
+        metrics = read_metrics(run_dir)
         status = metrics.get("status")
-        if status == "failed":
-            collection.skipped["failed"] += 1
+        if status in ("failed", UNREADABLE):
+            collection.skipped[status] += 1
         elif status != "completed" or not _has_scores(metrics):
             collection.skipped["incomplete" if status != "completed" else "without eval"] += 1
         else:
@@ -171,7 +165,7 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
     sweep_dirs = {Path(t.user_attrs["run_dir"]).parent for t in study.get_trials(deepcopy=False)
                   if t.user_attrs.get("run_dir")} | ({Path(storage).parent} if "://" not in storage else set())
     for sweep_dir in sorted(sweep_dirs):
-        metrics = _read_metrics(sweep_dir / "baseline")
+        metrics = read_metrics(sweep_dir / "baseline")
         if metrics.get("status") == "completed" and _has_scores(metrics):
             collection.trials.append(_trial_from_run(sweep_dir / "baseline", metrics, collection.series))
             break

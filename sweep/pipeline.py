@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.cli import available_levels
 from sweep.model_run import HEADLINE_METRICS, run_model_stages
+from sweep.run_record import METRICS_FILE
 from sweep.stage_plan import MODEL_STAGES, STAGES, cache_parts, resolve_stages, stage_cache, stage_input
 from sweep.tracking import wandb_run
 from training.data import Splits, load_problems
@@ -33,7 +34,6 @@ __all__ = ["HEADLINE_METRICS", "METRICS_FILE", "STAGES", "build_teacher", "resol
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 
 
 def build_teacher(cfg: DictConfig) -> tuple[Any, int]:

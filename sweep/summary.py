@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from sweep.run_record import METRICS_FILE, read_metrics
 from training.errors import CotParetoError
 
 
@@ -16,10 +16,8 @@ def collect(root: Path) -> list[dict[str, Any]]:
     if not root.is_dir():
         raise CotParetoError(f"{root} is not a directory")
     rows = []
-    for path in sorted(root.rglob("metrics.json")):
-        metrics = json.loads(path.read_text())
-        metrics["run_dir"] = str(path.parent)
-        rows.append(metrics)
+    for path in sorted(root.rglob(METRICS_FILE)):
+        rows.append({**read_metrics(path.parent), "run_dir": str(path.parent)})
     if not rows:
         raise CotParetoError(f"no metrics.json under {root}: nothing ran there yet")
     return sorted(rows, key=lambda m: (m.get("adapter") != "none", m.get("level") or 0, m["run_dir"]))

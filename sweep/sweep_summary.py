@@ -7,7 +7,6 @@ existed) and from the run dirs' ``metrics.json`` and ``.hydra/overrides.yaml`` f
 from __future__ import annotations
 
 import csv
-import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +15,8 @@ from typing import Any
 
 import yaml
 from optuna.trial import FrozenTrial
+
+from sweep.run_record import read_metrics
 
 SUMMARY_CSV = "sweep_summary.csv"
 # The metrics each row carries, in this order (from metrics.json's top level).
@@ -47,8 +48,7 @@ def row_from_trial(trial: FrozenTrial) -> dict[str, Any]:
 
 def row_from_run_dir(run_dir: Path) -> dict[str, Any]:
     """A grid job's row: its number and overrides from ``.hydra``, its outcome from ``metrics.json``."""
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {"status": "running"}
+    metrics = read_metrics(run_dir)
     hydra_file = run_dir / ".hydra" / "hydra.yaml"
     number = yaml.safe_load(hydra_file.read_text())["hydra"]["job"].get("num") if hydra_file.is_file() else None
     overrides_file = run_dir / ".hydra" / "overrides.yaml"

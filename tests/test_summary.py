@@ -33,3 +33,23 @@ def test_empty_or_missing_dir_is_a_clear_error(tmp_path, capsys):
         collect(tmp_path)
     assert main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_every_reader_takes_a_corrupt_or_missing_metrics_file_in_its_stride(tmp_path):
+    from analysis.collect import collect_dir
+    from sweep.run_record import read_metrics
+    from sweep.sweep_summary import row_from_run_dir
+
+    write(tmp_path / "0_L4", status="completed", level=4, adapter="auto", accuracy=0.5, accuracy_ci=[0.2, 0.8],
+          mean_think_tokens=9.0, n_eval=4)
+    (tmp_path / "1_L5").mkdir()
+    (tmp_path / "1_L5" / "metrics.json").write_text('{"status": "compl')  # a disk that filled up mid-write
+    (tmp_path / "2_L3" / ".hydra").mkdir(parents=True)  # started, no metrics yet
+    (tmp_path / "2_L3" / ".hydra" / "config.yaml").write_text("seed: 42\n")
+    assert read_metrics(tmp_path / "2_L3") == {"status": "running"}
+    corrupt = read_metrics(tmp_path / "1_L5")
+    assert corrupt["status"] == "unreadable" and "1_L5/metrics.json" in corrupt["error"]
+    assert row_from_run_dir(tmp_path / "1_L5")["state"] == "unreadable"
+    assert sorted(row["status"] for row in collect(tmp_path)) == ["completed", "unreadable"]
+    collection = collect_dir(tmp_path)
+    assert len(collection.trials) == 1 and collection.skipped == {"unreadable": 1, "incomplete": 1}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import math
 import os
@@ -31,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.cli import prepare_overrides
 from sweep.pipeline import HEADLINE_METRICS
+from sweep.run_record import completed, has_metrics, read_metrics
 from sweep.search_space import SearchSpace, build_space, grid_points
 from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
                          finished, load_study, open_storage, parse_worker, pid_alive, recover_stale,
@@ -86,8 +86,7 @@ def override_key(line: str) -> str:
 
 
 def baseline_done(run_dir: Path) -> bool:
-    path = run_dir / "metrics.json"
-    return path.is_file() and json.loads(path.read_text()).get("status") == "completed"
+    return completed(run_dir)
 
 
 def claim(marker: Path) -> bool:
@@ -107,13 +106,12 @@ def claim(marker: Path) -> bool:
 
 def read_outcome(run_dir: Path, result: JobReturn | None, metrics: Sequence[str]) -> tuple[list[float] | None, str | None, dict]:
     """(objective values, None) for a completed trial, else (None, reason); plus its metrics.json."""
-    path = run_dir / "metrics.json"
-    if not path.is_file():
+    if not has_metrics(run_dir):
         if result is not None and result.status == JobStatus.FAILED:
             err = result._return_value  # noqa: SLF001 - .return_value would re-raise it
             return None, f"{type(err).__name__}: {err}", {}
         return None, f"no metrics.json in {run_dir}", {}
-    summary = json.loads(path.read_text())
+    summary = read_metrics(run_dir)
     if summary.get("status") != "completed":
         return None, summary.get("error") or f"trial ended with status {summary.get('status')!r}", summary
     values = [summary.get(name) for name in metrics]
