@@ -27,6 +27,7 @@ class _Check:
     text: str
     kind: str      # "accuracy" (a floor) or "tokens" (a cap)
     bound: float
+    against_baseline: bool = False
 
     def holds(self, point: FrontPoint) -> bool:
         if self.kind == "accuracy":
@@ -59,7 +60,7 @@ def _checks(tradeoff: Tradeoff, constraints: Constraints) -> tuple[list[_Check],
                                  "base model (adapter=none): run one into the sweep dir or pass its run dir too")
         floor = tradeoff.baseline.accuracy - constraints.max_accuracy_drop
         checks.append(_Check(f"accuracy >= baseline {tradeoff.baseline.accuracy:.3f} - "
-                             f"{constraints.max_accuracy_drop:g} = {floor:.3f}", "accuracy", floor))
+                             f"{constraints.max_accuracy_drop:g} = {floor:.3f}", "accuracy", floor, True))
     if constraints.max_think_tokens is not None:
         checks.append(_Check(f"think tokens <= {constraints.max_think_tokens:g}", "tokens",
                              constraints.max_think_tokens))
@@ -91,6 +92,11 @@ def choose(tradeoff: Tradeoff, constraints: Constraints) -> Choice:
     notes = [f"its 95 % CI [{point.trial.accuracy_ci[0]:.3f}, {point.trial.accuracy_ci[1]:.3f}] reaches below "
              f"{c.bound:.3f}: evaluate on more problems (data.n_eval) before relying on the difference"
              for c in checks if c.kind == "accuracy" and point.trial.accuracy_ci[0] < c.bound]
+    # A weak baseline makes "lose at most X against it" no constraint at all: say so, or the user trusts it.
+    notes += [f"every front point clears the baseline floor {c.bound:.3f} (baseline accuracy "
+              f"{tradeoff.baseline.accuracy:.3f}), so --max-accuracy-drop did not constrain the choice; "
+              "--min-accuracy sets an absolute floor"
+              for c in checks if c.against_baseline and all(c.holds(p) for p in tradeoff.front)]
     return Choice(point=point, rule=rule, notes=notes)
 
 

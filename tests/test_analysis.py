@@ -64,7 +64,9 @@ def test_choose_each_constraint(demo):
     assert both.point.trial.name == "L3_r8"
     text = format_choice(drop)
     assert "level 2 (L2_r8; train.lora_r=8)" in text and "+58% think tokens saved" in text
-    assert "CI [0.480, 0.680] reaches below 0.570" in text
+    assert "CI [0.480, 0.680] reaches below 0.570" in text and "did not constrain" not in text
+    loose = choose(tr, Constraints(max_accuracy_drop=0.6))  # floor 0.02: every front point clears it
+    assert any("did not constrain the choice" in note and "0.620" in note for note in loose.notes)
 
 
 def test_choose_without_constraints_takes_the_shortest_within_the_best_ci(demo):
