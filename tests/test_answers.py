@@ -76,6 +76,9 @@ def test_strip_think(text: str, expected: str) -> None:
 
 def test_strip_think_custom_tags() -> None:
     assert strip_think("<reason>9</reason>done", "<reason>", "</reason>") == "done"
+    # The extractors honour a model's own delimiters too: the 9 inside its reasoning is not the answer.
+    assert extract_answer("<reason>#### 9</reason>\n#### 4", "strict", "<reason>", "</reason>") == "4"
+    assert extract_answer("<reason>9</reason> so 4 apples", "flexible", "<reason>", "</reason>") == "4"
 
 
 @pytest.mark.parametrize(

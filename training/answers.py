@@ -143,15 +143,15 @@ def _last_number(text: str) -> str | None:
     return None
 
 
-def extract_strict(text: str) -> str | None:
-    """lm-eval gsm8k strict-match: the first ``#### N`` (no ``$``, one space)."""
-    match = _STRICT_RE.search(strip_think(text))
+def extract_strict(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str | None:
+    """lm-eval gsm8k strict-match: the first ``#### N`` (no ``$``, one space) outside the think block."""
+    match = _STRICT_RE.search(strip_think(text, open_tag, close_tag))
     return normalize_number(match.group(1)) if match else None
 
 
-def extract_flexible(text: str) -> str | None:
+def extract_flexible(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str | None:
     """First rule that finds a number: ``####``, "the answer is", last ``\\boxed``, last number."""
-    visible = strip_think(text)
+    visible = strip_think(text, open_tag, close_tag)
 
     match = _HASH_RE.search(visible)
     if match and (clean := normalize_number(match.group(1))) is not None:
@@ -174,20 +174,20 @@ def extract_flexible(text: str) -> str | None:
     return _last_number(visible)
 
 
-EXTRACTORS: dict[str, Callable[[str], str | None]] = {
+EXTRACTORS: dict[str, Callable[..., str | None]] = {
     "strict": extract_strict,
     "flexible": extract_flexible,
 }
 
 
-def extract_answer(text: str, mode: str = "flexible") -> str | None:
-    """Extract the final answer with the named extractor (see :data:`EXTRACTORS`)."""
+def extract_answer(text: str, mode: str = "flexible", open_tag: str = "<think>", close_tag: str = "</think>") -> str | None:
+    """Extract the final answer with the named extractor (see :data:`EXTRACTORS`), outside the think block."""
     try:
         extractor = EXTRACTORS[mode]
     except KeyError:
         valid = ", ".join(sorted(EXTRACTORS))
         raise ValueError(f"unknown answer mode {mode!r}; valid modes: {valid}") from None
-    return extractor(text)
+    return extractor(text, open_tag, close_tag)
 
 
 def _round_half_up(value: Fraction, places: int) -> Fraction:

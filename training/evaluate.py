@@ -49,7 +49,7 @@ def grade_sample(problem: Problem, prompt: list[dict[str, str]], generated: Gene
                  open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> dict[str, Any]:
     """One row of ``eval_samples.jsonl``."""
     output = generated.text
-    answers = {mode: extract_answer(output, mode) for mode in EXTRACTORS}
+    answers = {mode: extract_answer(output, mode, open_tag, close_tag) for mode in EXTRACTORS}
     think = think_text(output, open_tag, close_tag)
     return {
         "id": problem.id,
