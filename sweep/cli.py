@@ -4,8 +4,8 @@ Two Hydra behaviours get in the way of ``python -m sweep +level=4``:
 - the override value ``4`` parses as an int, and Hydra 1.3 refuses non-string
   config-group choices ("Config group override must be a string or a list.
   Got int"); quoting it (``+level='4'``) is the documented way round, so we quote;
-- an unknown option (``+level=7``) is a multi-line composition error; a user
-  deserves one line naming the valid levels.
+- an unknown option (``+level=7``, ``model=qwen9``) is a multi-line composition
+  error; a user deserves one line naming the valid options of that group.
 """
 
 from __future__ import annotations
@@ -23,18 +23,28 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUP = "level"
 
 
+def available_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The options of config group ``group`` (a folder of ``conf/``), or [] when there is no such group."""
+    return sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
+
+
 def available_levels(conf_dir: Path = CONF_DIR) -> list[str]:
-    return sorted(path.stem for path in (conf_dir / GROUP).glob("*.yaml"))
+    return available_options(GROUP, conf_dir)
 
 
-def _parse(arg: str) -> Override | None:
+def _parse(arg: str, conf_dir: Path) -> tuple[Override, str] | None:
+    """The override and its config group (``model@teacher.model`` -> ``model``), for our own groups only."""
     if "=" not in arg or arg.startswith("-"):
         return None  # a Hydra flag (-m, --cfg job, ...) or a deletion
     try:
         (override,) = OverridesParser.create().parse_overrides([arg])
     except HydraException:
         return None  # Hydra will report its own syntax error
-    return override if override.key_or_group == GROUP and not override.is_delete() else None
+    group = override.key_or_group.split("@")[0]
+    # Dotted keys are values (data.n_train=5); hydra/... groups are Hydra's own.
+    if override.is_delete() or "." in group or "/" in group or not (conf_dir / group).is_dir():
+        return None
+    return override, group
 
 
 def _values(override: Override) -> list[str]:
@@ -45,22 +55,27 @@ def _values(override: Override) -> list[str]:
 
 def prepare_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> list[str]:
     """``argv`` with level overrides checked and quoted; ConfigError for an unknown level."""
-    valid = available_levels(conf_dir)
     prepared = []
     for arg in argv:
-        override = _parse(arg)
-        if override is None:
+        parsed = _parse(arg, conf_dir)
+        if parsed is None:
             prepared.append(arg)
             continue
+        override, group = parsed
         try:
             values = [value.strip("'\"") for value in _values(override)]
         except HydraException:
             prepared.append(arg)  # e.g. glob(): Hydra expands and validates it
             continue
-        unknown = [value for value in values if value not in valid]
-        if unknown:
+        valid = available_options(group, conf_dir)
+        unknown = [value for value in values if value not in valid and value != "null"]
+        if group == GROUP and unknown:
             raise ConfigError(f"unknown level {unknown[0]!r}: valid levels are {', '.join(valid)} (select one with +level=N)")
-        prepared.append(f"{override.get_key_element()}=" + ",".join(f"'{value}'" for value in values))
+        if unknown:
+            raise ConfigError(f"unknown {group} {unknown[0]!r}: valid options are {', '.join(valid)}")
+        # Quoted, so a numeric choice (+level=4) stays a string for Hydra.
+        prepared.append(f"{override.get_key_element()}=" + ",".join(value if value == "null" else f"'{value}'"
+                                                                   for value in values))
     return prepared
 
 

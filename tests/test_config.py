@@ -62,6 +62,14 @@ def test_level_overrides_are_quoted_and_checked():
         prepare_overrides(["+level=7"])
     with pytest.raises(ConfigError, match="unknown level 'six'"):
         prepare_overrides(["+level=1,six"])
+    # Every config group gets the same one-line check; values and Hydra's own groups pass through.
+    with pytest.raises(ConfigError, match="unknown model 'qwen9': valid options are qwen3-0.6b, qwen3-1.7b"):
+        prepare_overrides(["model=qwen9"])
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        prepare_overrides(["model@teacher.model=nope"])
+    assert prepare_overrides(["model@teacher.model=tiny-qwen3", "hydra/launcher=joblib", "data.n_train=5",
+                              "experiment=null"]) == ["model@teacher.model='tiny-qwen3'", "hydra/launcher=joblib",
+                                                      "data.n_train=5", "experiment=null"]
 
 
 def test_missing_level_is_a_clear_error():

@@ -114,15 +114,19 @@ def test_failing_trials_are_recorded_and_the_others_finish(tmp_path):
     sweep_dir = tmp_path / "search"
     # A grid of 4: a sampling preset that does not exist (fails to compose) and max_new_tokens=0 (fails in
     # the trial, before any training), next to one good point. Run by the joblib launcher, two at a time.
+    # The bad preset sits in the search space config: on the command line it would stop the sweep at once.
     result = _run(["+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.sampler=grid",
-                   "hydra.sweeper.n_trials=null", "+level=4", "train.lora_r=2", "sampling=choice(greedy,nosuch)",
+                   "hydra.sweeper.n_trials=null", "+level=4", "train.lora_r=2",
+                   "+hydra.sweeper.params.sampling='choice(greedy,nosuch)'",
                    "sampling.max_new_tokens=choice(8,0)", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     trials = _trials(sweep_dir)
     assert len(trials) == 4
     threads = max(1, usable_cores() // 2)  # two trials at a time share the cores
-    assert all(f"hardware.num_threads={threads}" in t.user_attrs["overrides"] for t in trials)
+    composed = [t for t in trials if t.params["sampling"] == "greedy"]
+    assert all(f"hardware.num_threads={threads}" in t.user_attrs["overrides"] for t in composed)
+    assert all(any("nosuch" in line for line in t.user_attrs["overrides"]) for t in trials if t not in composed)
     (good,) = [t for t in trials if t.state == TrialState.COMPLETE]
     assert good.params == {"sampling": "greedy", "sampling.max_new_tokens": 8}
     failed = {(t.params["sampling"], t.params["sampling.max_new_tokens"]): t.user_attrs["error"]

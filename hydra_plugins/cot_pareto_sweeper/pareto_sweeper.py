@@ -214,6 +214,7 @@ class ParetoSweeper(Sweeper):
         for trial in asked:
             subdir = f"trial_{trial.number:04d}"
             trial.set_user_attr("run_dir", str(sweep_dir / subdir))
+            trial.set_user_attr("overrides", space.overrides(trial.params))  # what it tried, should it not compose
             try:
                 overrides = prepare_overrides(space.overrides(trial.params)) + self._thread_override(len(asked)) \
                     + [f"hydra.sweep.subdir={subdir}"]
