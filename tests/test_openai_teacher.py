@@ -144,7 +144,7 @@ def test_unreachable_server_gives_error_traces_after_retries(run_dir, fresh_stag
     errors = [row["error"] for row in read_jsonl(run_dir / "traces.jsonl")]
     assert all(f"{url}/chat/completions: gave up after 3 attempts: ConnectError" in error for error in errors), errors
     assert summary["filter"]["dropped"] == {"teacher_error": 3}
-    assert not list(fresh_stage_cache.glob("traces/*"))  # a stage with teacher errors is not stored
+    assert not list(fresh_stage_cache.glob("traces/*/summary.json"))  # a stage with teacher errors is not stored
     assert len(ResponseCache(fresh_stage_cache / "responses")) == 0  # failures are never cached
 
 

@@ -15,8 +15,8 @@ from training.errors import ConfigError, TrainingError
 from training.jsonl import read_jsonl
 from training.models import model_path
 
-TINY = ("model=tiny-qwen3", "data.n_train=32", "data.n_eval=16", "hardware=cpu", "sampling.max_new_tokens=32",
-        "wandb.mode=offline")
+TINY = ("model=tiny-qwen3", "data.n_train=16", "train.batch_size=4", "data.n_eval=16", "hardware=cpu",
+        "sampling.max_new_tokens=32", "wandb.mode=offline")
 ISSUE_METRICS = ("level", "accuracy", "accuracy_ci", "accuracy_strict", "mean_think_tokens", "median_think_tokens",
                  "mean_completion_tokens", "format_error_rate", "n_train", "n_eval", "train_seconds", "eval_seconds",
                  "eval_tokens_per_second")
@@ -44,7 +44,7 @@ def test_trial_writes_every_artifact(trial):
     assert summary["status"] == "completed" and summary["stages"] == ["traces", "filter", "train", "eval"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and set(ISSUE_METRICS) <= set(metrics)
-    assert metrics["n_train"] == 32 and metrics["n_eval"] == 16 and metrics["level"] == 4
+    assert metrics["n_train"] == 16 and metrics["n_eval"] == 16 and metrics["level"] == 4
     low, high = metrics["accuracy_ci"]
     assert 0 <= low <= metrics["accuracy"] <= high <= 1
     assert metrics["train"]["steps"] == 4 and metrics["train"]["loss_history"]
@@ -119,7 +119,9 @@ def assert_failed(run_dir: Path, message: str) -> None:
 
 def test_nan_loss_fails_the_trial(tmp_path):
     with pytest.raises(TrainingError, match="training loss became nan"):
-        run_trial(tmp_path, "train.learning_rate=1e38", "train.logging_steps=1", "data.n_train=16", "wandb.mode=disabled")
+        # Two one-row steps: the first update blows up, the second step's logged loss is NaN.
+        run_trial(tmp_path, "train.learning_rate=1e38", "train.logging_steps=1", "data.n_train=2", "train.batch_size=1",
+                  "wandb.mode=disabled")
     assert_failed(tmp_path, "training loss became nan")
 
 
