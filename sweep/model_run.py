@@ -97,7 +97,8 @@ def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list
     ``student`` is None for data-parallel training: the workers train, and the student is loaded afterwards
     with their adapter attached, as on a cache hit. Returns the train summary and the student, adapter attached.
     """
-    if student is None:
+    parallel = student is None
+    if parallel:
         quantization = "nf4" if resolve_quant_config(cfg.train, hardware) is not None else "none"
         compute = functools.partial(train_distributed, rows_path, _plain(cfg.model), _plain(cfg.train), hardware,
                                     run_dir, base_path=model_path(cfg.model))
@@ -112,14 +113,16 @@ def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list
                          quantization=quantization, **extra)
     summary = run_cached(stage_cache(cfg, stages, "train"), "train", parts, run_dir, [ADAPTER_DIR], compute)
     cache = summary.get("cache")  # absent with the cache off
-    if student is None:
+    if parallel:
         student = load_student(cfg.model, cfg.train, hardware)
         attach_adapter(student, run_dir / ADAPTER_DIR)
         summary["adapter"] = student.adapter  # as this trial names it, not the workers' resolved path
-        if cache != "hit":  # the workers logged nowhere: their loss curve goes into the trial's run
-            tracker.log_train_history(summary["loss_history"])
     elif cache == "hit":
         attach_adapter(student, run_dir / ADAPTER_DIR)
+    if parallel or cache == "hit":
+        # Trained elsewhere (workers, or the trial that filled the cache): its loss curve still belongs in this
+        # trial's W&B run, beside the scores of the adapter it produced.
+        tracker.log_train_history(summary.get("loss_history") or [])
     if cache == "hit":
         # This trial's wall time is the copy; the cached training's own time stays in computed_seconds.
         summary.update(adapter=str(run_dir / ADAPTER_DIR), computed_seconds=summary["train_seconds"],

@@ -91,13 +91,15 @@ def test_saved_adapter_reproduces_the_evaluation(trial, tmp_path):
 def test_trial_with_the_same_training_settings_restores_the_adapter(trial, tmp_path, caplog):
     run, first, _, _ = trial
     caplog.set_level(logging.INFO, logger="training.stage_cache")
-    # Only W&B and the eval batch differ, neither of which is in the train key: no stage does work again.
-    again = run_trial(tmp_path, f"cache.dir={run.parent / 'trial-cache'}", "wandb.mode=disabled", "eval.batch_size=4")
+    # Only the eval batch differs, which is not in the train key: no stage does work again.
+    again = run_trial(tmp_path, f"cache.dir={run.parent / 'trial-cache'}", "eval.batch_size=4")
     assert first["train"]["cache"] == "miss" and again["train"]["cache"] == "hit"
     assert again["traces"]["cache"] == again["filter"]["cache"] == "hit"
     assert again["train"]["computed_seconds"] == first["train"]["train_seconds"] and again["train_seconds"] < 5
     assert again["train"]["adapter"] == str(tmp_path / "adapter") and again["eval"]["adapter"] == str(tmp_path / "adapter")
     assert "train: cache hit" in caplog.text
+    [record] = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert b"train/loss" in record.read_bytes()  # the restored adapter's loss curve is in this trial's run too
     assert sha256(tmp_path / "adapter" / "adapter_model.safetensors") == sha256(run / "adapter" / "adapter_model.safetensors")
     first_outputs = [row["output"] for row in read_jsonl(run / "eval_samples.jsonl")]
     assert [row["output"] for row in read_jsonl(tmp_path / "eval_samples.jsonl")] == first_outputs
