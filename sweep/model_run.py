@@ -24,7 +24,7 @@ from training.jsonl import read_jsonl
 from training.levels import Level
 from training.model_card import write_model_card
 from training.model_stages import ADAPTER_DIR, Student, attach_adapter, eval_stage, load_student, train_stage
-from training.models import model_path
+from training.models import model_path, plain_values
 from training.sft import resolve_quant_config
 from training.stage_cache import run_cached
 from training.stages import FILTERED_FILE
@@ -100,8 +100,8 @@ def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list
     parallel = student is None
     if parallel:
         quantization = "nf4" if resolve_quant_config(cfg.train, hardware) is not None else "none"
-        compute = functools.partial(train_distributed, rows_path, _plain(cfg.model), _plain(cfg.train), hardware,
-                                    run_dir, base_path=model_path(cfg.model))
+        compute = functools.partial(train_distributed, rows_path, plain_values(cfg.model), plain_values(cfg.train),
+                                    hardware, run_dir, base_path=model_path(cfg.model))
     else:
         quantization = student.quantization
         compute = functools.partial(train_stage, student, rows, cfg.model, cfg.train, hardware, run_dir,
@@ -128,10 +128,6 @@ def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list
         summary.update(adapter=str(run_dir / ADAPTER_DIR), computed_seconds=summary["train_seconds"],
                        train_seconds=summary["seconds"])
     return summary, student
-
-
-def _plain(node: Any) -> dict[str, Any]:
-    return OmegaConf.to_container(node, resolve=True)
 
 
 def _card_info(cfg: DictConfig, level: Level, student: Student, summary: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,6 @@ __all__ = ["HEADLINE_METRICS", "METRICS_FILE", "STAGES", "build_teacher", "resol
 log = logging.getLogger(__name__)
 
 
-
 def build_teacher(cfg: DictConfig) -> tuple[Any, int]:
     """The teacher object and how many samples per problem to ask it for."""
     args = OmegaConf.to_container(cfg, resolve=True)

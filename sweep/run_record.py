@@ -31,9 +31,5 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def has_metrics(run_dir: Path) -> bool:
-    return (Path(run_dir) / METRICS_FILE).is_file()
-
-
 def completed(run_dir: Path) -> bool:
     return read_metrics(run_dir).get("status") == "completed"

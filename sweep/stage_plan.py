@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from training.errors import ConfigError
+from training.models import plain_values
 from training.stage_cache import cache_dir
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,7 @@ OPERATIONAL_TEACHER_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_
 def cache_parts(cfg: DictConfig, stage: str, **extra: Any) -> dict[str, Any]:
     """Resolved plain values of the settings ``stage``'s output depends on: its cache key."""
     keys = [key for name in STAGES[:STAGES.index(stage) + 1] for key in CACHE_KEYS.get(name, ())]
-    parts = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-             for key in keys}
+    parts = {key: plain_values(cfg[key]) for key in keys}
     if isinstance(parts.get("teacher"), dict):
         parts["teacher"] = {k: v for k, v in parts["teacher"].items() if k not in OPERATIONAL_TEACHER_KEYS}
     return {**parts, **extra}

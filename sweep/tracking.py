@@ -56,7 +56,8 @@ class Tracker:
         return ["wandb"] if self.run is not None else []
 
     def log_train_history(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """A loss curve trained elsewhere (data-parallel workers), under the names the HF Trainer logs in process."""
+        """A loss curve trained elsewhere (data-parallel workers, or the trial that filled the stage cache), under
+        the names the HF Trainer logs in process."""
         if self.run is None:
             return
         for entry in history:

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
+from training.completions import THINK_CLOSE, THINK_OPEN
+
 __all__ = [
     "EXTRACTORS",
     "extract_answer",
@@ -111,7 +113,7 @@ def to_fraction(text: str) -> Fraction | None:
     return value
 
 
-def strip_think(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
+def strip_think(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str:
     """Return only the text outside thinking blocks.
 
     * ``<think>...</think>`` blocks are removed;
@@ -143,13 +145,13 @@ def _last_number(text: str) -> str | None:
     return None
 
 
-def extract_strict(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str | None:
+def extract_strict(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
     """lm-eval gsm8k strict-match: the first ``#### N`` (no ``$``, one space) outside the think block."""
     match = _STRICT_RE.search(strip_think(text, open_tag, close_tag))
     return normalize_number(match.group(1)) if match else None
 
 
-def extract_flexible(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str | None:
+def extract_flexible(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
     """First rule that finds a number: ``####``, "the answer is", last ``\\boxed``, last number."""
     visible = strip_think(text, open_tag, close_tag)
 
@@ -180,7 +182,7 @@ EXTRACTORS: dict[str, Callable[..., str | None]] = {
 }
 
 
-def extract_answer(text: str, mode: str = "flexible", open_tag: str = "<think>", close_tag: str = "</think>") -> str | None:
+def extract_answer(text: str, mode: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
     """Extract the final answer with the named extractor (see :data:`EXTRACTORS`), outside the think block."""
     try:
         extractor = EXTRACTORS[mode]

@@ -20,7 +20,7 @@ from training.evaluate import evaluate
 from training.hardware import Hardware
 from training.jsonl import write_json, write_jsonl
 from training.levels import Level
-from training.models import load_model, load_tokenizer, model_path, stop_token_id
+from training.models import load_model, load_tokenizer, model_path, release_memory, stop_token_id
 from training.sft import resolve_quant_config, train_adapter
 from training.tokens import TokenCounter
 
@@ -112,17 +112,13 @@ def eval_stage(student: Student, problems: Sequence[Problem], level: Level, mode
 def _vllm_generator(student: Student, model_cfg: Mapping[str, Any], eval_cfg: Mapping[str, Any],
                     sampling_cfg: Mapping[str, Any], hardware: Hardware, seed: int):
     """Generation by vLLM: the base weights plus the student's adapter; the transformers copy is freed first."""
-    import gc
     import json
-
-    import torch
 
     adapter = None if student.adapter == "none" else student.adapter
     rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"] if adapter else 8
     stop_id = stop_token_id(student.tokenizer, model_cfg)
     student.model = None  # vLLM takes the GPU memory the transformers copy would hold
-    gc.collect()
-    torch.cuda.empty_cache()
+    release_memory()
 
     def generator(prompts):
         return vllm_generate(student.path, adapter, prompts, sampling_cfg, stop_token_id=stop_id,

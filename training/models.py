@@ -49,15 +49,27 @@ def package_dir(package: str) -> Path:
 
 def _fingerprint(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> str:
     # Plain values first: a Hydra node and the same dict must name the same folder (str() of a node differs).
-    plain = {key: _plain(cfg.get(key)) for key in keys}
+    plain = {key: plain_values(cfg.get(key)) for key in keys}
     payload = json.dumps(plain, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def _plain(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
+    """A config node as plain, resolved dicts and lists (anything else as it is)."""
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def release_memory() -> None:
+    """Return the memory of models just dropped, so the next model (on the same GPU, often) finds it free."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _convert_gguf(cfg: Mapping[str, Any], out: Path) -> None:

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.cli import prepare_overrides
 from sweep.pipeline import HEADLINE_METRICS
-from sweep.run_record import completed, has_metrics, read_metrics
+from sweep.run_record import RUNNING, completed, read_metrics
 from sweep.search_space import SearchSpace, build_space, grid_points
 from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
                          finished, load_study, open_storage, parse_worker, pid_alive, recover_stale,
@@ -85,10 +85,6 @@ def override_key(line: str) -> str:
     return line.partition("=")[0].lstrip("+~")
 
 
-def baseline_done(run_dir: Path) -> bool:
-    return completed(run_dir)
-
-
 def claim(marker: Path) -> bool:
     """Take the baseline for this worker, unless a live worker on this host (or any on another) holds it.
 
@@ -106,12 +102,12 @@ def claim(marker: Path) -> bool:
 
 def read_outcome(run_dir: Path, result: JobReturn | None, metrics: Sequence[str]) -> tuple[list[float] | None, str | None, dict]:
     """(objective values, None) for a completed trial, else (None, reason); plus its metrics.json."""
-    if not has_metrics(run_dir):
+    summary = read_metrics(run_dir)
+    if summary["status"] == RUNNING:  # no metrics.json: the trial never got to write one
         if result is not None and result.status == JobStatus.FAILED:
             err = result._return_value  # noqa: SLF001 - .return_value would re-raise it
             return None, f"{type(err).__name__}: {err}", {}
         return None, f"no metrics.json in {run_dir}", {}
-    summary = read_metrics(run_dir)
     if summary.get("status") != "completed":
         return None, summary.get("error") or f"trial ended with status {summary.get('status')!r}", summary
     values = [summary.get(name) for name in metrics]
@@ -214,9 +210,10 @@ class ParetoSweeper(Sweeper):
         for trial in asked:
             subdir = f"trial_{trial.number:04d}"
             trial.set_user_attr("run_dir", str(sweep_dir / subdir))
-            trial.set_user_attr("overrides", space.overrides(trial.params))  # what it tried, should it not compose
+            tried = space.overrides(trial.params)
+            trial.set_user_attr("overrides", tried)  # what it tried, should it not compose
             try:
-                overrides = prepare_overrides(space.overrides(trial.params)) + self._thread_override(len(asked)) \
+                overrides = prepare_overrides(tried) + self._thread_override(len(asked)) \
                     + [f"hydra.sweep.subdir={subdir}"]
                 trial.set_user_attr("overrides", overrides)
                 self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
@@ -224,7 +221,7 @@ class ParetoSweeper(Sweeper):
                 self._fail(study, trial, f"config does not compose: {type(err).__name__}: {err}")
                 continue
             log.info("trial %d (%s): %s -> %s", trial.number, worker_id(),
-                     " ".join(space.overrides(trial.params)[len(space.fixed):]), sweep_dir / subdir)
+                     " ".join(tried[len(space.fixed):]), sweep_dir / subdir)
             jobs.append((trial, overrides))
         if not jobs:
             return []
@@ -255,7 +252,7 @@ class ParetoSweeper(Sweeper):
         """Evaluate the base model once per study (``<sweep dir>/baseline``); a failure is logged, not fatal."""
         run_dir = sweep_dir / BASELINE_DIR
         with self._ask_lock(sweep_dir):
-            if baseline_done(run_dir) or not claim(run_dir / ".worker"):
+            if completed(run_dir) or not claim(run_dir / ".worker"):
                 return
         keys = {override_key(line) for line in overrides}
         job = prepare_overrides([line for line in space.fixed if override_key(line) not in keys] + overrides) \

@@ -9,9 +9,9 @@ length-biased rejection sampling: keep the shortest correct trace of N.
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from training.data import Problem
@@ -20,7 +20,6 @@ from training.generation import generate, generation_kwargs
 from training.hardware import apply_threads, resolve_hardware
 from training.levels import Level
 from training.teachers.base import Trace
-from training.sft import resolve_quant_config
 from training.teachers.prompts import teacher_prompts
 
 log = logging.getLogger(__name__)
@@ -67,47 +66,26 @@ class HFTeacher:
         return traces
 
     def _complete(self, prompts: list[list[dict[str, str]]], seed: int):
-        from training.models import load_model, load_tokenizer, model_path, stop_token_id
+        from training.model_stages import attach_adapter, load_student
+        from training.models import release_memory, stop_token_id
 
         hardware = resolve_hardware(self.hardware_cfg)
         apply_threads(hardware)
-        path = model_path(self.model_cfg)
-        tokenizer = load_tokenizer(self.model_cfg, path)
-        # Where bitsandbytes cannot run NF4, a teacher may as well sample from full-precision weights (logged).
-        quant = resolve_quant_config({"quantization": self.quantization, "allow_unquantized_fallback": True},
-                                     hardware)
-        model = load_model(self.model_cfg, dtype=hardware.dtype, device=hardware.device, quantization_config=quant,
-                           attn_implementation=hardware.attn_implementation, path=path)
+        # Loaded as the student is; where bitsandbytes cannot run NF4, a teacher may as well sample from
+        # full-precision weights (logged).
+        teacher = load_student(self.model_cfg, {"quantization": self.quantization, "allow_unquantized_fallback": True},
+                               hardware)
         if self.adapter:
-            model = _with_adapter(model, self.adapter)
+            attach_adapter(teacher, Path(self.adapter))
         log.info("teacher %s: %s on %s (%s compute, %s weights), %d prompts in batches of %d", self.name,
-                 self.model_cfg["name"], hardware.device, hardware.precision,
-                 "nf4" if quant is not None else hardware.precision, len(prompts), self.batch_size)
+                 self.model_cfg["name"], hardware.device, hardware.precision, teacher.quantization, len(prompts),
+                 self.batch_size)
         try:
-            return generate(model, tokenizer, prompts, self.sampling, batch_size=self.batch_size,
-                            stop_token_id=stop_token_id(tokenizer, self.model_cfg),
+            return generate(teacher.model, teacher.tokenizer, prompts, self.sampling, batch_size=self.batch_size,
+                            stop_token_id=stop_token_id(teacher.tokenizer, self.model_cfg),
                             chat_template_kwargs=self.model_cfg.get("chat_template_kwargs"), seed=seed,
                             desc=f"teacher {self.name}")
         finally:
             # The student loads next (possibly on the same GPU): do not hold two models at once.
-            del model
-            gc.collect()
-            _empty_cuda_cache()
-
-
-def _with_adapter(model, adapter: str):
-    from pathlib import Path
-
-    from peft import PeftModel
-
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise ConfigError(f"teacher.adapter={adapter}: no LoRA adapter there (adapter_config.json missing)")
-    log.info("teacher: with adapter %s", adapter)
-    return PeftModel.from_pretrained(model, adapter)
-
-
-def _empty_cuda_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+            teacher.model = None
+            release_memory()
