@@ -39,6 +39,15 @@ def test_svamp_train_and_eval_never_overlap():
     assert splits.train[0].solution.startswith("(") and splits.train[0].answer.isdigit()
 
 
+def test_asdiv_answers_lose_their_unit_and_non_numbers_are_counted():
+    splits = load_problems(data_cfg("data=asdiv", "data.n_train=200", "data.n_eval=400"))
+    assert (len(splits.train), len(splits.eval)) == (200, 400)
+    assert splits.stats["rows"] == 2215 and splits.stats["skipped_no_gold"] == 123  # ratios, remainders
+    first = next(p for p in splits.train if p.solution == "16+7+18=41")
+    assert first.answer == "41" and first.question.startswith("Jean had a bag of candy. She gave 18")
+    assert not {p.id for p in splits.train} & {p.id for p in splits.eval}
+
+
 def test_n_train_larger_than_the_data_set_is_a_clear_error():
     with pytest.raises(DataError, match=r"data.n_train=8000 exceeds the 7473 problems available in .*gsm8k/train.jsonl"):
         load_problems(data_cfg("data.n_train=8000"))
@@ -98,7 +107,8 @@ def test_files_source_without_a_path_and_unknown_source():
 
 @pytest.mark.parametrize(
     ("raw", "canonical"),
-    [("72", "72"), ("1,000", "1000"), (145.0, "145"), ("$18.50", "18.5"), ("-3", "-3"), ("0.25", "0.25"), ("twelve", None), (None, None)],
+    [("72", "72"), ("1,000", "1000"), (145.0, "145"), ("$18.50", "18.5"), ("-3", "-3"), ("0.25", "0.25"), ("twelve", None), (None, None),
+     ("9 (apples)", "9"), ("2.5 (cm)", "2.5"), ("3 r2", None), ("5:3", None)],
 )
 def test_canonical_number(raw, canonical):
     assert canonical_number(raw) == canonical

@@ -96,6 +96,16 @@ def test_svamp_equation_at_every_level():
     assert RENDER["chain"](two_step, "He had 7, lost 3 and 2.", None, LEVELS[4]).trace == "a=3+2=5→b=7-a=2"
 
 
+def test_asdiv_formula_with_its_result():
+    solution = parse_reference("(5+3)*2=16")
+    assert RENDER["chain"](solution, "He had 5 and got 3, twice.", None, LEVELS[4]).trace == "a=5+3=8→b=a*2=16"
+    with pytest.raises(UnrenderableError, match="not the stated 17"):
+        parse_reference("(5+3)*2=17")
+    for formula in ("GCD(18,20)=2", "32/5=6 r2", "5:4=45:36"):  # neither arithmetic we check nor prose
+        with pytest.raises(UnrenderableError, match="beyond the reference teacher"):
+            parse_reference(formula)
+
+
 def test_level_5_falls_back_to_the_result_beyond_max_chars():
     solution = parse_reference("Total <<123456+654321+111111=888888>>888888")
     assert RENDER["final"](solution, "", None, LEVELS[5]).trace == "888888"

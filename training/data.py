@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +39,15 @@ class Pool:
     skipped_no_gold: list[str] = field(default_factory=list)  # ids of rows without a parseable answer
 
 
+_UNIT = re.compile(r"\s*\([^()]*\)\s*$")
+
+
 def canonical_number(raw: Any) -> str | None:
-    """'72', '1,000' -> '1000', 145.0 -> '145', '$18.50' -> '18.5'; None if not a number."""
-    text = normalize_number(str(raw)) if raw is not None else None
+    """'72', '1,000' -> '1000', 145.0 -> '145', '$18.50' -> '18.5', '9 (apples)' -> '9'; None if not a number.
+
+    A trailing unit in parentheses is ASDiv's way of writing answers; '3 r2' or '5:3' stay non-numbers.
+    """
+    text = normalize_number(_UNIT.sub("", str(raw))) if raw is not None else None
     value = to_fraction(text) if text else None
     if value is None:
         return None
@@ -52,7 +59,7 @@ def canonical_number(raw: Any) -> str | None:
 def _join_question(parts: Sequence[str]) -> str:
     pieces = [p.strip() for p in parts if p and p.strip()]
     # SVAMP's Body often lacks a final period before its Question.
-    return " ".join(p if p[-1] in ".?!:" or i == len(pieces) - 1 else p + "." for i, p in enumerate(pieces))
+    return " ".join(p if p[-1] in ".?!:," or i == len(pieces) - 1 else p + "." for i, p in enumerate(pieces))
 
 
 def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str, default_id: str) -> Problem | None:

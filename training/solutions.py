@@ -3,7 +3,7 @@
 Two shapes are recognised, by content rather than by data-set name so user
 data in either shape just works:
 - GSM8K prose with calculator marks: ``Natalia sold 48/2 = <<48/2=24>>24 clips in May.``
-- a bare equation (SVAMP): ``( 315.0 + 309.0 )``.
+- a bare equation (SVAMP): ``( 315.0 + 309.0 )``, or one with its result (ASDiv): ``7+2=9``.
 Anything else is prose only: the verbose level can still render it, the others cannot.
 """
 
@@ -16,6 +16,8 @@ from training.arithmetic import ExpressionError, agrees, decompose, evaluate, fo
 
 MARK = re.compile(r"<<([^<>]*?)=([^<>=]*)>>")
 _EQUATION = re.compile(r"[\d\s.+\-*/()]+")
+# ASDiv states the result: "(5+3)*2=16". One '=' and a number after it; the result is checked.
+_EQUATION_WITH_RESULT = re.compile(r"([\d\s.+\-*/()]+)=\s*(-?[\d.]+)\s*")
 _FINAL_LINE = re.compile(r"^\s*####.*$", re.MULTILINE)
 # Words that name nothing: skipped when we label a step or pick a variable letter.
 STOPWORDS = frozenset(
@@ -92,6 +94,14 @@ def _from_marks(solution: str) -> ReferenceSolution:
     return ReferenceSolution(tuple(steps), "\n".join(line.rstrip() for line in prose.splitlines() if line.strip()))
 
 
+def _from_equation_with_result(equation: str, stated: str) -> ReferenceSolution:
+    solution = _from_equation(equation)
+    if not agrees(evaluate(equation), stated):
+        raise UnrenderableError(f"equation {equation.strip()!r} evaluates to {format_number(evaluate(equation))}, "
+                                f"not the stated {stated}")
+    return solution
+
+
 def _from_equation(equation: str) -> ReferenceSolution:
     try:
         operations = decompose(equation)
@@ -110,4 +120,11 @@ def parse_reference(solution: str) -> ReferenceSolution:
         return _from_marks(body)
     if body and _EQUATION.fullmatch(body) and re.search(r"\d", body):
         return _from_equation(body)
+    stated = _EQUATION_WITH_RESULT.fullmatch(body)
+    if stated and re.search(r"\d", stated.group(1)):
+        return _from_equation_with_result(stated.group(1), stated.group(2))
+    if "=" in body and not re.search(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}", body):
+        # A formula we cannot compute (ASDiv's "GCD(18,20)=2", "32/5=6 r2", "5:4=45:36") is not prose either:
+        # level 1 would otherwise copy it as its "verbose" trace.
+        raise UnrenderableError(f"formula {body!r} is beyond the reference teacher's arithmetic")
     return ReferenceSolution((), body)
