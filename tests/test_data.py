@@ -48,6 +48,16 @@ def test_asdiv_answers_lose_their_unit_and_non_numbers_are_counted():
     assert not {p.id for p in splits.train} & {p.id for p in splits.eval}
 
 
+def test_train_on_asdiv_evaluate_on_svamp():
+    splits = load_problems(data_cfg("data=asdiv-svamp", "data.n_train=300", "data.n_eval=400"))
+    assert splits.stats["train_origin"].endswith("asdiv/test.jsonl")
+    assert splits.stats["eval_origin"].endswith("svamp/test.jsonl")
+    assert all(p.id.startswith("chal-") for p in splits.eval) and not any(p.id.startswith("chal-") for p in splits.train)
+    svamp_only = load_problems(data_cfg("data=svamp", "data.n_train=0", "data.n_eval=400"))
+    assert [p.id for p in splits.eval] == [p.id for p in svamp_only.eval]  # the same 400 SVAMP problems
+    assert not {p.question for p in splits.train} & {p.question for p in splits.eval}
+
+
 def test_n_train_larger_than_the_data_set_is_a_clear_error():
     with pytest.raises(DataError, match=r"data.n_train=8000 exceeds the 7473 problems available in .*gsm8k/train.jsonl"):
         load_problems(data_cfg("data.n_train=8000"))

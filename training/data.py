@@ -153,14 +153,20 @@ def load_problems(cfg: Mapping[str, Any]) -> Splits:
     if cfg.get("source") not in SOURCES:
         raise ConfigError(f"data.source={cfg.get('source')!r} is not one of {', '.join(SOURCES)}")
     train_path = cfg.get("train_path")
-    # Local data with a single file: carve eval out of it, as for SVAMP.
-    eval_path = cfg.get("eval_path") or (train_path if cfg["source"] == "files" else None)
-    eval_pool = load_pool(cfg, cfg["eval_split"], eval_path, "eval_path")
-    # One pool when both splits resolve to the same rows (a single file, or SVAMP's one split).
-    if cfg["source"] == "files":
-        same = train_path == eval_path
+    eval_from = cfg.get("eval_from")
+    if eval_from:
+        # Another data set's problems for eval (train on ASDiv, evaluate on SVAMP); only its source and fields
+        # count: how many problems, and which, is this config's n_eval and seed.
+        if eval_from.get("source") not in SOURCES:
+            raise ConfigError(f"data.eval_from.source={eval_from.get('source')!r} is not one of {', '.join(SOURCES)}")
+        eval_pool = load_pool(eval_from, eval_from["eval_split"], eval_from.get("eval_path"), "eval_from.eval_path")
+        same = False
     else:
-        same = cfg["train_split"] == cfg["eval_split"]
+        # Local data with a single file: carve eval out of it, as for SVAMP.
+        eval_path = cfg.get("eval_path") or (train_path if cfg["source"] == "files" else None)
+        eval_pool = load_pool(cfg, cfg["eval_split"], eval_path, "eval_path")
+        # One pool when both splits resolve to the same rows (a single file, or SVAMP's one split).
+        same = train_path == eval_path if cfg["source"] == "files" else cfg["train_split"] == cfg["eval_split"]
     train_pool = eval_pool if same else load_pool(cfg, cfg["train_split"], train_path, "train_path")
     seed = int(cfg.get("seed", 0))
     eval_set = _take(rank(eval_pool.problems, seed), cfg.get("n_eval"), "n_eval", eval_pool.origin)
