@@ -1,6 +1,6 @@
 # Report: python -m analysis report outputs/search/<study> [another sweep dir or storage ...] [--label A --label B]
 # Check:  python -m analysis check-render outputs/demo/<stamp>/report/report.html
-# Choose: python -m analysis choose outputs/demo/<stamp> --min-accuracy 0.8 | --max-think-tokens 20 | --max-accuracy-drop 0.05
+# Choose: python -m analysis choose outputs/demo/<stamp> [--margin 0.02] | --min-accuracy 0.8 | --max-think-tokens 20 | --max-accuracy-drop 0.05
 """The analysis command line: ``report`` writes the Pareto plots and report, ``choose`` recommends a level."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from analysis.choose import Constraints, choose, format_choice
 from analysis.collect import Collection, collect, is_storage
+from analysis.paired_table import DEFAULT_MARGIN
 from analysis.report import build_report, format_report
 from analysis.tradeoff import tradeoff
 from training.errors import CotParetoError
@@ -23,6 +24,20 @@ def _sources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="a sweep dir (or any dir of run dirs), an Optuna journal file, or a storage URL")
     parser.add_argument("--study", help="the study's name in a storage that holds several")
+
+
+def _margin_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--margin", type=_margin, default=DEFAULT_MARGIN,
+                        help="non-inferiority margin of the paired tests against the best point, in accuracy "
+                             f"(default {DEFAULT_MARGIN}): a point is not significantly worse when its paired "
+                             "95 %% CI lower bound for (accuracy - the best's) is >= -margin")
+
+
+def _margin(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"the margin is an accuracy difference in [0, 1), not {text}")
+    return value
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,11 +53,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     report.add_argument("--wandb", default="auto", choices=("auto", "online", "offline", "disabled"),
                         help="log the report as a W&B run (auto: online with WANDB_API_KEY, else offline)")
     report.add_argument("--wandb-group", help="the W&B group (default: the first series' name, as its trials use)")
+    _margin_arg(report)
     pick = commands.add_parser("choose", help="recommend the front point that meets constraints (PATHs are merged)")
     _sources(pick)
     pick.add_argument("--min-accuracy", type=float, help="accuracy at least this (0-1)")
     pick.add_argument("--max-think-tokens", type=float, help="mean think tokens at most this")
     pick.add_argument("--max-accuracy-drop", type=float, help="accuracy at most this much below the baseline's")
+    _margin_arg(pick)
     render = commands.add_parser("check-render", help="screenshot report.html in headless Chromium, find the plot")
     render.add_argument("page", type=Path, help="a report.html")
     render.add_argument("--screenshot", type=Path, help="where to save the PNG (default: beside the page)")
@@ -65,7 +82,7 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 def run_report(args: argparse.Namespace) -> int:
     collections = _collect_all(args, args.label)
-    report = build_report(collections, _out_dir(args), args.reference_tokens)
+    report = build_report(collections, _out_dir(args), args.reference_tokens, args.margin)
     print(format_report(report))
     from analysis.wandb_report import log_report
 
@@ -80,7 +97,7 @@ def run_choose(args: argparse.Namespace) -> int:
     merged = Collection(" + ".join(c.series for c in collections), [t for c in collections for t in c.trials],
                         sum((c.skipped for c in collections), Counter()))
     tr = tradeoff(merged.series, merged.trials)
-    choice = choose(tr, Constraints(args.min_accuracy, args.max_think_tokens, args.max_accuracy_drop))
+    choice = choose(tr, Constraints(args.min_accuracy, args.max_think_tokens, args.max_accuracy_drop, args.margin))
     print(f"{merged.series}: {len(tr.trials)} completed trials ({merged.skipped_text()}), {len(tr.front)} on the front")
     print(format_choice(choice))
     return 0 if choice.point is not None else 1

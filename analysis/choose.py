@@ -3,14 +3,18 @@
 With an accuracy constraint (``--min-accuracy``, ``--max-accuracy-drop`` against the baseline)
 the recommendation is the point with the fewest think tokens that meets it; with only a token
 cap (``--max-think-tokens``) it is the most accurate point under the cap. Both optima lie on
-the Pareto front, so only front points are candidates. With no constraint, the floor is the
-most accurate point's 95 % CI lower bound: the shortest point not measurably worse than the best.
+the Pareto front, so only front points are candidates. With no constraint the rule is
+non-inferiority: the point with the fewest think tokens whose paired 95 % CI lower bound for
+(its accuracy - the best's), over the eval problems both were graded on, is >= -margin. Every
+answer carries the paired evidence of the chosen point against the best, and the paired table.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from analysis.paired_table import DEFAULT_MARGIN, PairedEvidence, delta_text, format_paired_table, p_text, paired_evidence
 from analysis.tradeoff import FrontPoint, Tradeoff
 from training.errors import CotParetoError
 
@@ -20,6 +24,11 @@ class Constraints:
     min_accuracy: float | None = None
     max_think_tokens: float | None = None
     max_accuracy_drop: float | None = None  # absolute, against the baseline's accuracy
+    margin: float = DEFAULT_MARGIN          # the non-inferiority margin (accuracy, absolute) of the paired tests
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.min_accuracy, self.max_think_tokens, self.max_accuracy_drop))
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Choice:
     binding: list[str] = field(default_factory=list)  # when infeasible: the constraints no point meets
     closest: FrontPoint | None = None
     notes: list[str] = field(default_factory=list)
+    evidence: PairedEvidence | None = None
 
 
 def _checks(tradeoff: Tradeoff, constraints: Constraints) -> tuple[list[_Check], str]:
@@ -66,25 +76,56 @@ def _checks(tradeoff: Tradeoff, constraints: Constraints) -> tuple[list[_Check],
                              constraints.max_think_tokens))
     if any(c.kind == "accuracy" for c in checks):
         return checks, "the fewest think tokens that meet " + " and ".join(c.text for c in checks)
-    if checks:
-        return checks, f"the highest accuracy with {checks[0].text}"
-    best = max(tradeoff.front, key=lambda p: (p.trial.accuracy, -p.trial.mean_think_tokens))
-    low = best.trial.accuracy_ci[0]
-    return [_Check(f"accuracy >= {low:.3f}", "accuracy", low)], (
-        f"no constraint given: the fewest think tokens whose accuracy reaches the 95 % CI lower bound "
-        f"({low:.3f}) of the most accurate trial ({best.trial.label}, {best.trial.name})")
+    return checks, f"the highest accuracy with {checks[0].text}"
+
+
+def non_inferior_choice(tradeoff: Tradeoff, evidence: PairedEvidence) -> Choice:
+    """The fewest think tokens among the best and the front points shown non-inferior to it."""
+    margin, best = evidence.margin, evidence.best
+    rule = (f"no constraint given: non-inferiority at margin {margin:g}, the fewest think tokens whose paired 95 % CI "
+            f"lower bound for (its accuracy - the best's) is >= -{margin:g}")
+    if best is None:
+        top = max(tradeoff.front, key=lambda p: (p.trial.accuracy, -p.trial.mean_think_tokens))
+        return Choice(point=top, rule=rule, evidence=evidence, notes=[
+            "non-inferiority cannot be tested without per-problem results shared with the best (see 'eval problems' "
+            "below): recommending the most accurate front point"])
+    point = min((p for p in tradeoff.front if evidence.not_worse(p.trial)),
+                key=lambda p: (p.trial.mean_think_tokens, -p.trial.accuracy))
+    rule += f"; the best is {best.name} (level {best.level}, accuracy {best.accuracy:.3f})"
+    shorter = [evidence.row(p.trial) for p in tradeoff.front if p.trial.mean_think_tokens < best.mean_think_tokens]
+    notes = []
+    if point.trial is best and shorter:
+        notes.append(f"no front point with fewer think tokens than the best can be shown non-inferior at margin "
+                     f"{margin:g} on these {len(evidence.sets.problems)} eval problems: the recommendation is the "
+                     "best itself")
+        open_rows = [r for r in shorter if r.result is not None and r.result.verdict == "undecided"]
+        if open_rows:
+            near = min(open_rows, key=lambda r: r.result.needed)
+            needed = ("no number of eval problems would decide it, as its difference equals -margin"
+                      if math.isinf(near.result.needed) else
+                      f"about {int(near.result.needed)} eval problems (data.n_eval) would decide it")
+            notes.append(f"closest to being shown: {near.trial.name} (level {near.trial.level}), accuracy "
+                         f"{delta_text(near)} against the best; {needed}")
+        elif all(r.result is not None and r.result.verdict == "inferior" for r in shorter):
+            notes.append(f"every shorter front point is worse than the best by more than {margin:g}")
+    elif point.trial is best:
+        notes.append("the best is also the front point with the fewest think tokens")
+    return Choice(point=point, rule=rule, notes=notes, evidence=evidence)
 
 
 def choose(tradeoff: Tradeoff, constraints: Constraints) -> Choice:
     if not tradeoff.front:
         raise CotParetoError(f"{tradeoff.series} has no completed trial with an adapter to choose from")
+    evidence = paired_evidence(tradeoff, constraints.margin)
+    if not constraints.given:
+        return non_inferior_choice(tradeoff, evidence)
     checks, rule = _checks(tradeoff, constraints)
     feasible = [p for p in tradeoff.front if all(c.holds(p) for c in checks)]
     if not feasible:
         alone = [c.text for c in checks if not any(c.holds(p) for p in tradeoff.front)]
         binding = alone or [" and ".join(c.text for c in checks) + " (each is met by some point, never together)"]
         closest = min(tradeoff.front, key=lambda p: (sum(c.violation(p) for c in checks), p.trial.mean_think_tokens))
-        return Choice(point=None, rule=rule, binding=binding, closest=closest)
+        return Choice(point=None, rule=rule, binding=binding, closest=closest, evidence=evidence)
     if any(c.kind == "accuracy" for c in checks):
         point = min(feasible, key=lambda p: (p.trial.mean_think_tokens, -p.trial.accuracy))
     else:
@@ -97,7 +138,21 @@ def choose(tradeoff: Tradeoff, constraints: Constraints) -> Choice:
               f"{tradeoff.baseline.accuracy:.3f}), so --max-accuracy-drop did not constrain the choice; "
               "--min-accuracy sets an absolute floor"
               for c in checks if c.against_baseline and all(c.holds(p) for p in tradeoff.front)]
-    return Choice(point=point, rule=rule, notes=notes)
+    return Choice(point=point, rule=rule, notes=notes, evidence=evidence)
+
+
+def paired_line(evidence: PairedEvidence, point: FrontPoint) -> str:
+    """The chosen point against the best, in one line."""
+    row = evidence.row(point.trial)
+    if row is None or row.role == "best":
+        return "paired evidence: it is the most accurate front point, the reference of the paired tests"
+    if row.result is None:
+        return f"paired evidence: none, {row.excluded}"
+    r = row.result
+    return (f"paired evidence against the best {evidence.best.name}: accuracy {delta_text(row)} (95 % CI) over "
+            f"{r.counts.n} shared problems ({r.counts.only_a} only it solved, {r.counts.only_b} only the best), "
+            f"exact McNemar p={p_text(r.p_value)}; {r.verdict} at margin {r.margin:g}; "
+            f"n to decide: {r.n_to_decide_text()}")
 
 
 def describe_point(point: FrontPoint) -> str:
@@ -120,7 +175,11 @@ def format_choice(choice: Choice) -> str:
     if choice.point is None:
         lines = ["no front point meets the constraints; binding: " + "; ".join(choice.binding),
                  "closest point:", describe_point(choice.closest)]
+        shown = choice.closest
     else:
         lines = ["recommended: " + describe_point(choice.point), f"rule: {choice.rule}"]
         lines += [f"note: {note}" for note in choice.notes]
+        shown = choice.point
+    if choice.evidence is not None:
+        lines += [paired_line(choice.evidence, shown), format_paired_table(choice.evidence)]
     return "\n".join(lines)

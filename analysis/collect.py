@@ -41,6 +41,7 @@ class Trial:
     max_new_tokens: int | None
     model: str | None
     data: str | None
+    accuracy_extractor: str = "flexible"  # which eval_samples.jsonl flag ``accuracy`` counts
 
     @property
     def point(self) -> tuple[float, float]:
@@ -97,6 +98,7 @@ def trial_from_metrics(metrics: dict[str, Any], series: str, name: str, run_dir:
         n_eval=n_eval, n_train=metrics.get("n_train"), max_new_tokens=sampling.get("max_new_tokens"),
         model=metrics.get("model") or (config.get("model") or {}).get("name"),
         data=(metrics.get("data") or {}).get("name") or (config.get("data") or {}).get("name"),
+        accuracy_extractor=metrics.get("accuracy_extractor") or "flexible",
     )
 
 

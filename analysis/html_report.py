@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page (plotly.js inlined, no network) for a sweep or a comparison.
 
 It holds the interactive Pareto scatter (hover shows a trial's parameters), the front table,
-each level's accuracy and think-token distribution from ``eval_samples.jsonl``, example
-outputs per level, and each series' hypervolume.
+the paired table (each front point and the baseline against the best point), each level's
+accuracy and think-token distribution from ``eval_samples.jsonl``, example outputs per level,
+and each series' hypervolume.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.collect import Trial
-from analysis.plots import BASELINE_COLOR, DOMINATED_ALPHA, level_color
+from analysis.paired_table import METHODS, PairedEvidence, delta_text, p_text
+from analysis.plots import BASELINE_COLOR, DOMINATED_ALPHA, NOT_WORSE_COLOR, level_color, not_worse_label
 from analysis.tradeoff import Tradeoff
 from training.jsonl import read_jsonl
 
@@ -39,25 +41,33 @@ def _hover(trial: Trial) -> str:
             f"think tokens {trial.mean_think_tokens:.1f}<br>{params}")
 
 
-def _trial_trace(trials: Sequence[Trial], name: str, symbol: str, opacity: float, front: bool) -> go.Scatter:
+def _trial_trace(trials: Sequence[Trial], name: str, symbol: str, opacity: float, front: bool,
+                 ringed: frozenset[int] = frozenset()) -> go.Scatter:
+    # The ring of a point not significantly worse than the best is its marker's outline: no extra SVG points.
+    outline = [NOT_WORSE_COLOR if id(t) in ringed else "black" for t in trials]
+    widths = [3 if id(t) in ringed else (1.5 if front else 0) for t in trials]
+    sizes = [16 if id(t) in ringed else (11 if front else 9) for t in trials]
     return go.Scatter(
         x=[t.mean_think_tokens for t in trials], y=[t.accuracy for t in trials], mode="markers+text", name=name,
         text=[f"L{t.level}" for t in trials], textposition="top right", hovertext=[_hover(t) for t in trials],
         hoverinfo="text", opacity=opacity,
         error_y={"type": "data", "symmetric": False, "array": [t.accuracy_ci[1] - t.accuracy for t in trials],
                  "arrayminus": [t.accuracy - t.accuracy_ci[0] for t in trials], "thickness": 1},
-        marker={"symbol": symbol, "size": 11 if front else 9, "color": [level_color(t.level) for t in trials],
-                "line": {"width": 1.5 if front else 0, "color": "black"}})
+        # An array of sizes makes plotly draw a "bubble" trace at opacity 0.7 unless told otherwise.
+        marker={"symbol": symbol, "size": sizes, "opacity": 1.0, "color": [level_color(t.level) for t in trials],
+                "line": {"width": widths, "color": outline}})
 
 
-def pareto_figure(tradeoffs: Sequence[Tradeoff]) -> go.Figure:
+def pareto_figure(tradeoffs: Sequence[Tradeoff], evidence: Sequence[PairedEvidence] = ()) -> go.Figure:
     fig = go.Figure()
+    ringed = frozenset(id(r.trial) for ev in evidence for r in ev.rows if r.role != "baseline" and r.not_worse)
     for index, tr in enumerate(tradeoffs):
         symbol, dash = SYMBOLS[index % len(SYMBOLS)], DASHES[index % len(DASHES)]
         on_front = {id(p.trial) for p in tr.front}
         fig.add_trace(_trial_trace([t for t in tr.trials if id(t) not in on_front], f"{tr.series}: dominated",
                                    symbol, DOMINATED_ALPHA, front=False))
-        fig.add_trace(_trial_trace([p.trial for p in tr.front], f"{tr.series}: front", symbol, 1.0, front=True))
+        fig.add_trace(_trial_trace([p.trial for p in tr.front], f"{tr.series}: front", symbol, 1.0, front=True,
+                                   ringed=ringed))
         points = sorted((p.trial.mean_think_tokens, p.trial.accuracy) for p in tr.front)
         fig.add_trace(go.Scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines",
                                  line={"shape": "hv", "color": "black", "dash": dash, "width": 1.5},
@@ -68,6 +78,10 @@ def pareto_figure(tradeoffs: Sequence[Tradeoff]) -> go.Figure:
                                      name=f"{tr.series}: base model", hovertext=[_hover(tr.baseline)],
                                      hoverinfo="text",
                                      marker={"symbol": "star", "size": 16, "color": BASELINE_COLOR}))
+    if ringed:  # a legend entry only: no data, so no marker is drawn
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=not_worse_label(evidence),
+                                 marker={"symbol": "circle-open", "size": 12, "color": NOT_WORSE_COLOR,
+                                         "line": {"width": 3}}))
     fig.update_layout(title="Accuracy vs mean think tokens (hover a point for its settings)",
                       xaxis_title="mean think tokens per problem", yaxis_title="accuracy (95 % Wilson CI)",
                       template="plotly_white", height=560, legend={"orientation": "h", "y": -0.2})
@@ -124,6 +138,30 @@ def front_table(tradeoffs: Sequence[Tradeoff]) -> str:
                    "think tokens saved", "eval time saved", "accuracy vs base"], rows)
 
 
+def paired_section(evidence: Sequence[PairedEvidence]) -> str:
+    """Per series: do the trials share the eval problems, and each front point and the baseline vs the best."""
+    parts = []
+    for ev in evidence:
+        parts.append(f"<p><b>{html.escape(ev.series)}</b>: {html.escape(ev.sets.statement())}.</p>")
+        if ev.best is not None:
+            rows = [[f"{'base' if r.trial.baseline else f'L{r.trial.level}'}", r.trial.name, r.role,
+                     f"{r.trial.mean_think_tokens:.1f}", f"{r.trial.accuracy:.3f}", delta_text(r),
+                     "-" if r.result is None else p_text(r.result.p_value),
+                     "reference" if r.role == "best" else ("-" if r.result is None else r.result.verdict),
+                     "-" if r.result is None else r.result.n_to_decide_text(), "yes" if r.not_worse else "no"]
+                    for r in ev.rows]
+            parts.append(_table(["level", "trial", "role", "think tokens", "accuracy",
+                                 f"Δ accuracy vs best ({ev.best.name}) [95 % CI]", "McNemar p",
+                                 f"non-inferiority at margin {ev.margin:g}", "n to decide",
+                                 "not significantly worse"], rows))
+        parts += [f"<p>Note: {html.escape(note)}.</p>" for note in ev.notes]
+    if any(ev.best is not None for ev in evidence):
+        parts.append(f"<p>Not significantly worse than the best means non-inferior: the paired 95 % CI lower bound "
+                     f"of (accuracy - the best's) is at least -margin; ringed in green in the plot. "
+                     f"{html.escape(METHODS)}.</p>")
+    return "".join(parts)
+
+
 def _question(row: dict[str, Any], limit: int = 400) -> str:
     """The problem as the student saw it: the last user message of the prompt (exemplars come before it)."""
     users = [m.get("content", "") for m in row.get("prompt") or [] if isinstance(m, dict) and m.get("role") == "user"]
@@ -157,10 +195,11 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px soli
 th{background:#f3f3f3}pre{background:#f8f8f8;padding:6px;white-space:pre-wrap;font-size:13px}"""
 
 
-def write_report(tradeoffs: Sequence[Tradeoff], skipped: dict[str, str], path: Path, examples_per_level: int = 3) -> Path:
+def write_report(tradeoffs: Sequence[Tradeoff], skipped: dict[str, str], path: Path, examples_per_level: int = 3,
+                 evidence: Sequence[PairedEvidence] = ()) -> Path:
     """Write ``report.html``; ``skipped`` maps each series to its "skipped ..." text."""
     rows_of = {id(t): samples(t) for tr in tradeoffs for t in list(tr.trials) + ([tr.baseline] if tr.baseline else [])}
-    pareto_html = pareto_figure(tradeoffs).to_html(full_html=False, include_plotlyjs=True, div_id=PARETO_DIV)
+    pareto_html = pareto_figure(tradeoffs, evidence).to_html(full_html=False, include_plotlyjs=True, div_id=PARETO_DIV)
     levels_html = levels_figure(tradeoffs, rows_of).to_html(full_html=False, include_plotlyjs=False)
     volumes = _table(["series", "completed trials", "front points", "hypervolume", "share of ideal", "reference",
                       "baseline", "not counted"],
@@ -175,6 +214,7 @@ Accuracy is the flexible extractor's; think tokens are counted between the think
 tokenizer. The hypervolume is the area the front dominates up to the reference point.</p>
 <h2>Hypervolume</h2>{volumes}
 <h2>Pareto front</h2>{pareto_html}{front_table(tradeoffs)}
+<h2>Paired comparison against the best point</h2>{paired_section(evidence)}
 <h2>Per level</h2>{levels_html}
 <h2>Example outputs</h2>{_examples(tradeoffs, rows_of, examples_per_level)}
 </body></html>"""

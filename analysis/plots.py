@@ -1,7 +1,9 @@
 """``pareto.png``: every trial, the front as a step line, CIs, the baseline; one front per series.
 
 Colours belong to levels and are the same in every plot (and in the HTML report); series
-(several sweeps on one plot) differ by marker and line style.
+(several sweeps on one plot) differ by marker and line style. A green ring marks the front
+points not significantly worse than their series' best point (non-inferior at the margin in
+the paired tests, the best included).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis.collect import Trial  # noqa: E402
+from analysis.paired_table import PairedEvidence  # noqa: E402
 from analysis.tradeoff import Tradeoff  # noqa: E402
 
 LEVEL_COLORS = {1: "#4c72b0", 2: "#55a868", 3: "#c44e52", 4: "#8172b2", 5: "#dd8452"}
@@ -24,6 +27,13 @@ BASELINE_COLOR = "#222222"
 MARKERS = ("o", "s", "^", "D", "v", "P")
 LINESTYLES = ("-", "--", ":", "-.")
 DOMINATED_ALPHA = 0.3
+NOT_WORSE_COLOR = "#2ca02c"  # the ring around front points not significantly worse than the best
+
+
+def not_worse_label(evidence: Sequence[PairedEvidence]) -> str:
+    margins = sorted({e.margin for e in evidence})
+    return ("not significantly worse than the best (Δ accuracy's paired 95 % CI lower bound >= -"
+            + "/".join(f"{m:g}" for m in margins) + ")")
 
 
 def level_color(level: int | None) -> str:
@@ -47,8 +57,13 @@ def _scatter(ax, trials: Sequence[Trial], marker: str, alpha: float, edge: str |
                     xytext=(5, 4), fontsize=7, alpha=max(alpha, 0.5))
 
 
-def plot_pareto(tradeoffs: Sequence[Tradeoff], path: Path, title: str = "accuracy vs think tokens") -> Path:
+def plot_pareto(tradeoffs: Sequence[Tradeoff], path: Path, title: str = "accuracy vs think tokens",
+                evidence: Sequence[PairedEvidence] = ()) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    for ev in evidence:
+        ringed = [r.trial for r in ev.rows if r.role != "baseline" and r.not_worse]
+        ax.scatter([t.mean_think_tokens for t in ringed], [t.accuracy for t in ringed], s=260, facecolors="none",
+                   edgecolors=NOT_WORSE_COLOR, linewidths=2.0, zorder=5)
     for index, tradeoff in enumerate(tradeoffs):
         marker, style = MARKERS[index % len(MARKERS)], LINESTYLES[index % len(LINESTYLES)]
         on_front = {id(p.trial) for p in tradeoff.front}
@@ -69,7 +84,7 @@ def plot_pareto(tradeoffs: Sequence[Tradeoff], path: Path, title: str = "accurac
                          for t in tradeoffs)
     ax.set_title(f"{title}\n{subtitle}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(handles=_legend(tradeoffs), fontsize=8, loc="best")
+    ax.legend(handles=_legend(tradeoffs, evidence), fontsize=8, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
@@ -77,7 +92,7 @@ def plot_pareto(tradeoffs: Sequence[Tradeoff], path: Path, title: str = "accurac
     return path
 
 
-def _legend(tradeoffs: Sequence[Tradeoff]) -> list[Line2D]:
+def _legend(tradeoffs: Sequence[Tradeoff], evidence: Sequence[PairedEvidence]) -> list[Line2D]:
     levels = sorted({t.level for tr in tradeoffs for t in tr.trials if t.level is not None})
     handles = [Line2D([], [], marker="o", linestyle="", color=level_color(level), label=f"L{level}")
                for level in levels]
@@ -90,4 +105,7 @@ def _legend(tradeoffs: Sequence[Tradeoff]) -> list[Line2D]:
                               label="base model (no adapter)"))
     handles.append(Line2D([], [], marker="o", linestyle="", color=OTHER_COLOR, alpha=DOMINATED_ALPHA,
                           label="dominated (faded)"))
+    if any(e.best is not None for e in evidence):
+        handles.append(Line2D([], [], marker="o", linestyle="", markersize=11, markerfacecolor="none",
+                              markeredgecolor=NOT_WORSE_COLOR, markeredgewidth=2.0, label=not_worse_label(evidence)))
     return handles

@@ -1,7 +1,8 @@
 """Build the report of one or more sweeps: ``pareto.csv`` (the fronts), ``trials.csv`` (every completed
-trial), ``pareto.png``, ``report.html`` and ``report.json`` (hypervolumes, skipped counts, fronts).
+trial), ``pareto.png``, ``report.html`` and ``report.json`` (hypervolumes, skipped counts, fronts, and
+the paired evidence: each front point and the baseline against the series' best point).
 
-Every series (a sweep dir or a study) gets its own front and hypervolume; the files hold them all.
+Every series (a sweep dir or a study) gets its own front, hypervolume and paired table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from analysis.collect import Collection, Trial
 from analysis.html_report import write_report
+from analysis.paired_table import DEFAULT_MARGIN, METHODS, PairedEvidence, evidence_rows, paired_evidence
 from analysis.plots import plot_pareto
 from analysis.tradeoff import FrontPoint, Tradeoff, tradeoff
 from sweep.sweep_summary import write_summary
@@ -26,6 +28,7 @@ class Report:
     out_dir: Path
     tradeoffs: list[Tradeoff]
     collections: list[Collection]
+    evidence: list[PairedEvidence]
 
     @property
     def html(self) -> Path:
@@ -48,38 +51,56 @@ def front_row(point: FrontPoint) -> dict[str, Any]:
             "accuracy_vs_baseline": point.accuracy_change}
 
 
-def summary(tr: Tradeoff, collection: Collection) -> dict[str, Any]:
+def paired_summary(evidence: PairedEvidence) -> dict[str, Any]:
+    sets = evidence.sets
+    return {"shared_problems": len(sets.problems), "all_trials_share_problems": not sets.excluded,
+            "statement": sets.statement(),
+            "left_out": [{"trial": t.name, "reason": sets.excluded[id(t)]} for t in sets.trials if id(t) in sets.excluded],
+            "best": None if evidence.best is None else evidence.best.name, "margin": evidence.margin,
+            "not_significantly_worse": f"paired 95 % CI lower bound of (accuracy - the best's) >= -{evidence.margin:g}",
+            "methods": METHODS, "notes": evidence.notes, "rows": evidence_rows(evidence)}
+
+
+def summary(tr: Tradeoff, collection: Collection, evidence: PairedEvidence) -> dict[str, Any]:
     return {"series": tr.series, "completed": len(tr.trials), "skipped": dict(collection.skipped),
             "baseline": None if tr.baseline is None else {"trial": tr.baseline.name, "accuracy": tr.baseline.accuracy,
                                                           "mean_think_tokens": tr.baseline.mean_think_tokens},
             "reference": list(tr.reference), "reference_source": tr.reference_source,
             "hypervolume": tr.hypervolume, "hypervolume_share": tr.hypervolume_share,
-            "front": [front_row(p) for p in tr.front]}
+            "front": [front_row(p) for p in tr.front], "paired": paired_summary(evidence)}
 
 
-def build_report(collections: Sequence[Collection], out_dir: Path, reference_tokens: float | None = None) -> Report:
+def build_report(collections: Sequence[Collection], out_dir: Path, reference_tokens: float | None = None,
+                 margin: float = DEFAULT_MARGIN) -> Report:
     tradeoffs = [tradeoff(c.series, c.trials, reference_tokens) for c in collections]
+    evidence = [paired_evidence(tr, margin) for tr in tradeoffs]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_summary([front_row(p) for tr in tradeoffs for p in tr.front], out_dir / "pareto.csv")
     on_front = {id(p.trial) for tr in tradeoffs for p in tr.front}
     write_summary([{**trial_row(t), "on_front": id(t) in on_front} for c in collections for t in c.trials],
                   out_dir / "trials.csv")
-    plot_pareto(tradeoffs, out_dir / "pareto.png")
-    write_report(tradeoffs, {c.series: c.skipped_text() for c in collections}, out_dir / "report.html")
+    plot_pareto(tradeoffs, out_dir / "pareto.png", evidence=evidence)
+    write_report(tradeoffs, {c.series: c.skipped_text() for c in collections}, out_dir / "report.html",
+                 evidence=evidence)
     write_json(out_dir / "report.json",
-               {"series": [summary(tr, c) for tr, c in zip(tradeoffs, collections)]})
-    return Report(out_dir=out_dir, tradeoffs=tradeoffs, collections=list(collections))
+               {"series": [summary(tr, c, e) for tr, c, e in zip(tradeoffs, collections, evidence)]})
+    return Report(out_dir=out_dir, tradeoffs=tradeoffs, collections=list(collections), evidence=evidence)
 
 
 def format_report(report: Report) -> str:
     lines = []
-    for tr, collection in zip(report.tradeoffs, report.collections):
+    for tr, collection, evidence in zip(report.tradeoffs, report.collections, report.evidence):
         base = (f"baseline {tr.baseline.name}: accuracy {tr.baseline.accuracy:.3f}, "
                 f"{tr.baseline.mean_think_tokens:.1f} think tokens") if tr.baseline else "no baseline (adapter=none) run"
         lines += [f"{tr.series}: {len(tr.trials)} completed trials ({collection.skipped_text()}); {base}",
                   f"  hypervolume {tr.hypervolume:.4g} ({tr.hypervolume_share:.1%} of ideal; reference: accuracy 0, "
                   f"{tr.reference[1]:.1f} think tokens, {tr.reference_source})",
                   "  front: " + ", ".join(f"L{p.trial.level} {p.trial.name} ({p.trial.accuracy:.3f} @ "
-                                          f"{p.trial.mean_think_tokens:.1f} tok)" for p in tr.front)]
+                                          f"{p.trial.mean_think_tokens:.1f} tok)" for p in tr.front),
+                  f"  eval problems: {evidence.sets.statement()}"]
+        if evidence.best is not None:
+            kept = [p.trial.name for p in tr.front if evidence.not_worse(p.trial)]
+            lines.append(f"  not significantly worse than the best {evidence.best.name} (paired 95 % CI lower bound "
+                         f">= -{evidence.margin:g}): {', '.join(kept)}")
     lines.append(f"report: {report.html} (also {', '.join(f for f in FILES if f != 'report.html')} in {report.out_dir})")
     return "\n".join(lines)

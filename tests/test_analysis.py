@@ -5,7 +5,9 @@ import pytest
 from analysis.choose import Constraints, choose, format_choice
 from analysis.collect import collect, params_from_overrides
 from analysis.tradeoff import pick_baseline, reference_point, tradeoff
-from tests.run_dirs import demo_like_sweep, write_run_dir
+from analysis.eval_sets import eval_sets
+from analysis.paired_table import format_paired_table, paired_evidence
+from tests.run_dirs import demo_like_sweep, graded, nested, paired_sweep, sample, write_run_dir
 from training.errors import CotParetoError
 
 
@@ -69,11 +71,71 @@ def test_choose_each_constraint(demo):
     assert any("did not constrain the choice" in note and "0.620" in note for note in loose.notes)
 
 
-def test_choose_without_constraints_takes_the_shortest_within_the_best_ci(demo):
+def test_choose_without_constraints_says_plainly_when_nothing_shorter_is_non_inferior(demo):
     _, tr = demo
     choice = choose(tr, Constraints())
-    assert choice.point.trial.name == "L3_r8"  # 0.50 reaches L1_r8's CI lower bound 0.50
-    assert "lower bound (0.500)" in choice.rule
+    assert choice.point.trial.name == "L1_r8"  # L2_r8 trails by exactly the margin: never shown non-inferior
+    assert "non-inferiority at margin 0.02" in choice.rule and "the best is L1_r8" in choice.rule
+    assert any(note.startswith("no front point with fewer think tokens than the best can be shown non-inferior")
+               for note in choice.notes)
+    assert any("closest to being shown: L2_r8" in note and "difference equals -margin" in note for note in choice.notes)
+    # A looser margin admits L3_r8: 10 points behind, paired CI [-0.16, -0.05] within -0.2.
+    loose = choose(tr, Constraints(margin=0.2))
+    assert loose.point.trial.name == "L3_r8" and not loose.notes
+
+
+def test_choose_without_constraints_takes_the_shortest_non_inferior_point(tmp_path):
+    collection = collect(str(paired_sweep(tmp_path)))
+    tr = tradeoff(collection.series, collection.trials)
+    assert [p.trial.name for p in tr.front] == ["L4", "L3_other", "L2", "L1"]
+    choice = choose(tr, Constraints())
+    # L2 trails L1 by 1 of 400 with 7 discordant pairs: its paired CI lower bound clears -0.02.
+    # L3_other is shorter but graded on other problems, L4 is clearly worse.
+    assert choice.point.trial.name == "L2" and not choice.notes
+    text = format_choice(choice)
+    assert "paired evidence against the best L1: accuracy -0.003 [" in text and "non-inferior at margin 0.02" in text
+    assert "3 of 4 trials were graded on the same 400 eval problems" in text
+    assert "L3_other: graded on a different eval set (400 problems, 0 of them among the shared 400)" in text
+    strict = choose(tr, Constraints(margin=0.005))
+    assert strict.point.trial.name == "L1"
+    assert any("closest to being shown: L2" in note and "eval problems (data.n_eval) would decide it" in note
+               for note in strict.notes)
+
+
+def test_a_trial_on_other_problems_is_plotted_but_not_paired(tmp_path):
+    collection = collect(str(paired_sweep(tmp_path)))
+    tr = tradeoff(collection.series, collection.trials)
+    evidence = paired_evidence(tr)
+    other = next(t for t in tr.trials if t.name == "L3_other")
+    assert other in [p.trial for p in tr.front]  # still on the front (and so in the plot)
+    row = evidence.row(other)
+    assert row.result is None and row.excluded.startswith("graded on a different eval set")
+    assert not evidence.not_worse(other) and "not paired: graded on a different eval set" in format_paired_table(evidence)
+
+
+def test_pairing_reasons_for_missing_mismatched_and_strict_results(tmp_path):
+    write_run_dir(tmp_path, "none", 1, 0.5, 10.0)  # no eval_samples.jsonl
+    write_run_dir(tmp_path, "stale", 2, 0.5, 10.0, samples=graded(nested(0.4, 10)))
+    write_run_dir(tmp_path, "dup", 3, 1.0, 10.0, samples=[sample(True, 3, problem="p1")] * 2)
+    strict = write_run_dir(tmp_path, "strict", 4, 0.3, 10.0,
+                           samples=[sample(True, 3, problem=f"p{i:03d}", strict=i < 3) for i in range(10)])
+    metrics = (strict / "metrics.json").read_text().replace('"status"', '"accuracy_extractor": "strict", "status"')
+    (strict / "metrics.json").write_text(metrics)
+    sets = eval_sets(collect(str(tmp_path)).trials)
+    reasons = {t.name: sets.reason(t) for t in sets.trials}
+    assert reasons["none"] == "no eval_samples.jsonl in its run dir"
+    assert reasons["stale"] == "eval_samples.jsonl gives accuracy 0.4000 (correct), metrics.json says 0.5000"
+    assert reasons["dup"] == "eval_samples.jsonl grades problem 'p1' twice"
+    assert reasons["strict"] is None and sum(sets.results(sets.trials[-1]).values()) == 3  # correct_strict counted
+    assert sets.statement().startswith("1 of 4 trials were graded on the same 10 eval problems; left out")
+
+
+def test_without_per_problem_results_the_chooser_still_answers(tmp_path):
+    write_run_dir(tmp_path, "a", 4, 0.3, 10.0)
+    write_run_dir(tmp_path, "b", 2, 0.5, 30.0)
+    choice = choose(tradeoff("x", collect(str(tmp_path)).trials), Constraints())
+    assert choice.point.trial.name == "b" and "cannot be tested" in choice.notes[0]
+    assert "paired tests unavailable: none of the 2 trials" in format_choice(choice)
 
 
 def test_choose_explains_an_infeasible_request(demo):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -9,6 +10,7 @@ import pytest
 
 from analysis.__main__ import main
 from analysis.collect import collect
+from analysis.eval_sets import eval_sets
 from analysis.render_check import check_render, drawn_markers
 from sweep.study import open_storage
 from tests.run_dirs import demo_like_sweep, write_run_dir
@@ -42,6 +44,38 @@ def test_report_writes_its_files_and_counts_skipped_trials(sweep, tmp_path, caps
     page = (tmp_path / "report.html").read_text()
     assert "Plotly.newPlot" in page and "<script src=" not in page  # plotly.js inlined: no network needed
     assert "train.lora_r=32" in page and "a=3+4=7" in page  # hover params and example outputs
+    assert "Paired comparison against the best point" in page and "n to decide" in page and "McNemar p" in page
+    assert "all 11 trials were graded on the same 100 eval problems" in out
+
+
+def test_report_carries_the_paired_table(sweep, tmp_path, capsys):
+    assert main(["report", str(sweep), "--out", str(tmp_path), "--wandb", "disabled", "--margin", "0.2"]) == 0
+    assert "not significantly worse than the best L1_r8 (paired 95 % CI lower bound >= -0.2): L3_r8, L2_r8, L1_r8" \
+        in capsys.readouterr().out
+    paired = json.loads((tmp_path / "report.json").read_text())["series"][0]["paired"]
+    assert paired["all_trials_share_problems"] and paired["shared_problems"] == 100 and paired["left_out"] == []
+    assert paired["best"] == "L1_r8" and paired["margin"] == 0.2
+    rows = {row["trial"]: row for row in paired["rows"]}
+    assert list(rows) == ["L5_r8", "L3_r8", "L2_r8", "L1_r8", "base_L1"]  # the front by think tokens, then the baseline
+    l3 = rows["L3_r8"]
+    assert (l3["n"], l3["only_this"], l3["only_best"], l3["delta_accuracy"]) == (100, 0, 10, pytest.approx(-0.1))
+    assert l3["ci_low"] < -0.1 < l3["ci_high"] and l3["mcnemar_p"] == pytest.approx(2 / 1024)
+    assert l3["verdict"] == "non-inferior" and l3["not_significantly_worse"] and l3["n_to_decide"] == 100
+    assert rows["L1_r8"]["verdict"] == "reference" and rows["base_L1"]["role"] == "baseline"
+    assert rows["L5_r8"]["verdict"] == "inferior" and not rows["L5_r8"]["not_significantly_worse"]
+
+
+def test_report_says_which_trials_are_left_out_of_pairing(sweep, tmp_path, capsys):
+    mixed = tmp_path / "mixed"
+    for name in ("L1_r8", "L2_r8"):
+        shutil.copytree(sweep / name, mixed / name)
+    (mixed / "L2_r8" / "eval_samples.jsonl").unlink()
+    assert main(["report", str(mixed), "--out", str(tmp_path / "out"), "--wandb", "disabled"]) == 0
+    assert "1 of 2 trials were graded on the same 100 eval problems; left out of the paired tests: L2_r8: no " \
+           "eval_samples.jsonl in its run dir" in capsys.readouterr().out
+    paired = json.loads((tmp_path / "out" / "report.json").read_text())["series"][0]["paired"]
+    assert paired["left_out"] == [{"trial": "L2_r8", "reason": "no eval_samples.jsonl in its run dir"}]
+    assert "not paired: no eval_samples.jsonl" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_report_is_logged_to_wandb_offline(report_dir):
@@ -68,9 +102,23 @@ def test_missing_or_empty_path_is_one_line_error(tmp_path, capsys, path, message
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err
 
 
+def test_choose_prints_the_non_inferiority_rule_and_the_paired_evidence(sweep, capsys):
+    assert main(["choose", str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "recommended: level 1 (L1_r8" in out and "non-inferiority at margin 0.02" in out
+    assert "no front point with fewer think tokens than the best can be shown non-inferior" in out
+    assert "all 11 trials were graded on the same 100 eval problems" in out
+    assert "Δ acc vs best [95 % CI]" in out and "McNemar p" in out and "n to decide" in out
+    assert "L3 L3_r8      13.0   0.500  -0.100 [" in out and "decided (n=100)" in out
+    assert main(["choose", str(sweep), "--margin", "0.2"]) == 0
+    assert "recommended: level 3 (L3_r8" in capsys.readouterr().out
+
+
 def test_choose_answers_each_constraint_and_explains_infeasible(sweep, capsys):
     assert main(["choose", str(sweep), "--min-accuracy", "0.55"]) == 0
-    assert "recommended: level 2 (L2_r8" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "recommended: level 2 (L2_r8" in out
+    assert "paired evidence against the best L1_r8: accuracy -0.020 [" in out and "n to decide: " in out
     assert main(["choose", str(sweep), "--max-think-tokens", "15"]) == 0
     assert "recommended: level 3 (L3_r8" in capsys.readouterr().out
     assert main(["choose", str(sweep), "--max-accuracy-drop", "0.05"]) == 0
@@ -101,8 +149,28 @@ def test_report_from_an_optuna_storage(tmp_path, sweep):
     assert collection.trials[2].baseline
     assert collection.trials[0].params == {"level": "2"} and collection.trials[0].run_dir == sweep / "L2_r8"
     assert dict(collection.skipped) == {"repeat": 1, "failed": 1}
+    # Storage trials are paired through their run dirs' eval_samples.jsonl; the baseline here has none.
+    sets = eval_sets(collection.trials)
+    assert sets.reason(collection.trials[0]) is None and sets.reason(collection.trials[2]).startswith("no eval_samples")
     with pytest.raises(CotParetoError, match="has no study 'nope'"):
         collect(str(journal), "nope")
+
+
+def test_a_storage_trial_whose_run_dir_is_gone_is_not_paired(tmp_path, sweep):
+    journal = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=open_storage(str(journal), tmp_path),
+                                directions=["maximize", "minimize"])
+    levels = optuna.distributions.CategoricalDistribution(["1", "2"])
+    for name, run_dir in (("L1_r8", sweep / "L1_r8"), ("L2_r8", tmp_path / "deleted")):
+        metrics = json.loads((sweep / name / "metrics.json").read_text())
+        study.add_trial(optuna.trial.create_trial(
+            params={"+level": name[1]}, distributions={"+level": levels},
+            values=[metrics["accuracy"], metrics["mean_think_tokens"]],
+            user_attrs={"run_dir": str(run_dir), "metrics": metrics}))
+    trials = collect(str(journal)).trials
+    sets = eval_sets(trials)
+    assert sets.reason(trials[0]) is None
+    assert sets.reason(trials[1]) == "its run dir is unknown or gone (a storage trial without its files)"
 
 
 def test_report_html_draws_in_headless_chromium(report_dir, tmp_path):
