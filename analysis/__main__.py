@@ -1,6 +1,7 @@
 # Report: python -m analysis report outputs/search/<study> [another sweep dir or storage ...] [--label A --label B]
 # Check:  python -m analysis check-render outputs/demo/<stamp>/report/report.html
-# Choose: python -m analysis choose outputs/demo/<stamp> [--margin 0.02] | --min-accuracy 0.8 | --max-think-tokens 20 | --max-accuracy-drop 0.05
+# Choose: python -m analysis choose outputs/demo/<stamp> [--margin 0.02]
+#         ... --min-accuracy 0.8 | --max-think-tokens 20 | --max-accuracy-drop 0.05
 """The analysis command line: ``report`` writes the Pareto plots and report, ``choose`` recommends a level."""
 
 from __future__ import annotations

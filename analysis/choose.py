@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from analysis.paired_table import DEFAULT_MARGIN, PairedEvidence, delta_text, format_paired_table, p_text, paired_evidence
+from analysis.paired_table import (DEFAULT_MARGIN, PairedEvidence, delta_text, format_paired_table, p_text,
+                                   paired_evidence)
 from analysis.tradeoff import FrontPoint, Tradeoff
 from training.errors import CotParetoError
 

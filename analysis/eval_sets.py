@@ -43,7 +43,8 @@ class EvalSets:
         if not paired:
             return f"paired tests unavailable: none of the {total} trials has usable per-problem results"
         if paired == total:
-            return f"all {total} trials were graded on the same {len(self.problems)} eval problems (eval_samples.jsonl ids)"
+            return (f"all {total} trials were graded on the same {len(self.problems)} eval problems "
+                    "(eval_samples.jsonl ids)")
         left = "; ".join(f"{t.name}: {self.excluded[id(t)]}" for t in self.trials if id(t) in self.excluded)
         return (f"{paired} of {total} trials were graded on the same {len(self.problems)} eval problems; "
                 f"left out of the paired tests: {left}")

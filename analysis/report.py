@@ -55,7 +55,8 @@ def paired_summary(evidence: PairedEvidence) -> dict[str, Any]:
     sets = evidence.sets
     return {"shared_problems": len(sets.problems), "all_trials_share_problems": not sets.excluded,
             "statement": sets.statement(),
-            "left_out": [{"trial": t.name, "reason": sets.excluded[id(t)]} for t in sets.trials if id(t) in sets.excluded],
+            "left_out": [{"trial": t.name, "reason": sets.excluded[id(t)]}
+                         for t in sets.trials if id(t) in sets.excluded],
             "best": None if evidence.best is None else evidence.best.name, "margin": evidence.margin,
             "not_significantly_worse": f"paired 95 % CI lower bound of (accuracy - the best's) >= -{evidence.margin:g}",
             "methods": METHODS, "notes": evidence.notes, "rows": evidence_rows(evidence)}

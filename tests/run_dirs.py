@@ -32,7 +32,8 @@ def write_run_dir(root: Path, name: str, level: int, accuracy: float | None = No
     return run_dir
 
 
-def sample(correct: bool, think_tokens: int, gold: str = "7", problem: str = "p1", strict: bool | None = None) -> dict:
+def sample(correct: bool, think_tokens: int, gold: str = "7", problem: str = "p1",
+           strict: bool | None = None) -> dict:
     return {"id": problem, "prompt": [{"role": "user", "content": "How many?"}], "gold": gold,
             "extracted": gold if correct else "3", "correct": correct,
             "correct_strict": correct if strict is None else strict, "think_tokens": think_tokens,

@@ -78,7 +78,8 @@ def test_choose_without_constraints_says_plainly_when_nothing_shorter_is_non_inf
     assert "non-inferiority at margin 0.02" in choice.rule and "the best is L1_r8" in choice.rule
     assert any(note.startswith("no front point with fewer think tokens than the best can be shown non-inferior")
                for note in choice.notes)
-    assert any("closest to being shown: L2_r8" in note and "difference equals -margin" in note for note in choice.notes)
+    assert any("closest to being shown: L2_r8" in note and "difference equals -margin" in note
+               for note in choice.notes)
     # A looser margin admits L3_r8: 10 points behind, paired CI [-0.16, -0.05] within -0.2.
     loose = choose(tr, Constraints(margin=0.2))
     assert loose.point.trial.name == "L3_r8" and not loose.notes
@@ -110,7 +111,8 @@ def test_a_trial_on_other_problems_is_plotted_but_not_paired(tmp_path):
     assert other in [p.trial for p in tr.front]  # still on the front (and so in the plot)
     row = evidence.row(other)
     assert row.result is None and row.excluded.startswith("graded on a different eval set")
-    assert not evidence.not_worse(other) and "not paired: graded on a different eval set" in format_paired_table(evidence)
+    assert not evidence.not_worse(other)
+    assert "not paired: graded on a different eval set" in format_paired_table(evidence)
 
 
 def test_pairing_reasons_for_missing_mismatched_and_strict_results(tmp_path):
@@ -161,3 +163,14 @@ def test_missing_and_empty_paths_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CotParetoError, match="holds no trials"):
         collect(str(tmp_path / "empty"))
+
+
+def test_when_the_most_accurate_point_cannot_be_paired_the_next_one_is_the_reference(tmp_path):
+    sweep = demo_like_sweep(tmp_path / "sweep")
+    (sweep / "L1_r8" / "eval_samples.jsonl").unlink()
+    collection = collect(str(sweep))
+    evidence = paired_evidence(tradeoff(collection.series, collection.trials))
+    assert evidence.best.name == "L2_r8"
+    assert evidence.notes[0] == ("the most accurate front point L1_r8 is left out of the paired tests (no "
+                              "eval_samples.jsonl in its run dir); paired against L2_r8 instead")
+    assert evidence.row(evidence.best).role == "best"
