@@ -40,7 +40,8 @@ def run_model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[
     hardware = resolve_hardware(cfg.hardware)
     apply_threads(hardware)
     summary["hardware"] = {"name": hardware.name, "device": hardware.device, "precision": hardware.precision,
-                           "num_threads": hardware.num_threads, "num_processes": hardware.num_processes}
+                           "precision_reason": hardware.precision_reason, "num_threads": hardware.num_threads,
+                           "num_processes": hardware.num_processes}
     adapter_dir = _adapter_source(cfg, run_dir, stages)
     rows_path, rows = _training_rows(cfg, run_dir, stages) if "train" in stages else (None, [])
     if "eval" in stages:

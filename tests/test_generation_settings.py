@@ -41,7 +41,7 @@ def test_presence_penalty_counts_generated_tokens_once():
 )
 def test_hardware_resolution(choice, cuda, bf16, device, precision):
     hw = resolve_hardware(compose_config("+level=4", f"hardware={choice}").hardware, cuda_available=cuda,
-                          bf16_supported=bf16)
+                          bf16_supported=bf16, cpu_bf16_flags=[])  # a CPU without native bf16
     assert (hw.device, hw.precision) == (device, precision) and hw.num_threads >= 1
 
 
@@ -73,7 +73,7 @@ def test_qlora_is_lora_plus_a_quant_config():
 def test_sft_config_follows_the_hardware(tmp_path):
     cfg = compose_config("+level=4").train
     cpu = build_sft_config(cfg, resolve_hardware({"name": "cpu", "device": "cpu"}, cuda_available=False,
-                                                 bf16_supported=False), tmp_path)
+                                                 bf16_supported=False, cpu_bf16_flags=[]), tmp_path)
     assert cpu.use_cpu and not cpu.bf16 and not cpu.fp16 and not cpu.logging_nan_inf_filter
     assert (cpu.num_train_epochs, cpu.per_device_train_batch_size, cpu.learning_rate) == (1, 8, 1e-3)
     assert cpu.completion_only_loss is True

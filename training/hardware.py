@@ -1,7 +1,10 @@
 """Where a trial computes and in which precision: the ``hardware`` config group made concrete.
 
 ``cpu`` computes in fp32, ``turing`` in fp16 (no bf16 units, no FlashAttention 2),
-``a100`` in bf16, ``auto`` picks by looking at the machine. Asking for a GPU that
+``a100`` in bf16, ``auto`` picks by looking at the machine: bf16 on a GPU that has it,
+else fp16; on CPU bf16 where the CPU does bf16 natively and a timing confirms it is
+faster (:mod:`training.cpu_precision`), else fp32. ``Hardware.precision_reason`` says
+why, and goes into metrics.json. Asking for a GPU that
 is not there is a config error, not a silent CPU run. ``num_processes`` > 1 trains
 data-parallel, one process per GPU (``training.distributed``); on CPU the processes
 share ``num_threads`` between them.
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,7 @@ class Hardware:
     attn_implementation: str | None
     num_threads: int
     num_processes: int = 1  # data-parallel training processes (one per GPU on cuda)
+    precision_reason: str = ""  # why this precision: the config asked for it, or what auto detection found
 
     @property
     def dtype(self):
@@ -48,10 +52,13 @@ def usable_cores() -> int:
 
 
 def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = None,
-                     bf16_supported: bool | None = None, device_count: int | None = None) -> Hardware:
+                     bf16_supported: bool | None = None, device_count: int | None = None,
+                     cpu_bf16_flags: Sequence[str] | None = None, cpu_bf16_speedup: float | None = None) -> Hardware:
     """Turn ``cfg.hardware`` into a concrete device and precision, checking the machine can do it.
 
-    The flags default to what torch sees; tests pass them to check every branch.
+    The flags default to what torch sees (``bf16_supported`` is the GPU's; ``cpu_bf16_flags`` the CPU's native
+    bf16 instruction sets, ``cpu_bf16_speedup`` its measured bf16/fp32 matmul rate); tests pass them to check
+    every branch.
     """
     if cuda_available is None or bf16_supported is None:
         import torch
@@ -67,8 +74,15 @@ def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = No
         raise ConfigError(f"hardware {name}: unknown device {device!r} (valid: auto, {', '.join(DEVICES)})")
     if device == "cuda" and not cuda_available:
         raise ConfigError(f"hardware={name} needs a CUDA GPU and torch sees none; use hardware=cpu or hardware=auto")
-    if precision == "auto":
-        precision = "fp32" if device == "cpu" else ("bf16" if bf16_supported else "fp16")
+    threads = cfg.get("num_threads")
+    num_threads = int(threads) if threads else usable_cores()
+    if num_threads < 1:
+        raise ConfigError(f"hardware {name}: num_threads must be at least 1")
+    reason = f"hardware.precision={precision} in the config"
+    if precision == "auto" and device == "cuda":
+        precision, reason = ("bf16", "gpu supports bf16") if bf16_supported else ("fp16", "gpu has no bf16; fp16")
+    elif precision == "auto":
+        precision, reason = _auto_cpu_precision(num_threads, cpu_bf16_flags, cpu_bf16_speedup)
     if precision not in PRECISIONS:
         raise ConfigError(f"hardware {name}: unknown precision {precision!r} (valid: auto, {', '.join(PRECISIONS)})")
     if precision == "bf16" and device == "cuda" and not bf16_supported:
@@ -76,12 +90,18 @@ def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = No
     if precision == "fp16" and device == "cpu":
         # torch's fp16 matmuls on CPU are slow or missing, and HF Trainer would silently run fp32 anyway.
         raise ConfigError(f"hardware {name}: fp16 is a GPU precision; use precision fp32 on CPU")
-    threads = cfg.get("num_threads")
-    num_threads = int(threads) if threads else usable_cores()
-    if num_threads < 1:
-        raise ConfigError(f"hardware {name}: num_threads must be at least 1")
     num_processes = _num_processes(cfg, name, device, device_count)
-    return Hardware(name, device, precision, cfg.get("attn_implementation") or None, num_threads, num_processes)
+    return Hardware(name, device, precision, cfg.get("attn_implementation") or None, num_threads, num_processes,
+                    reason)
+
+
+def _auto_cpu_precision(threads: int, flags: Sequence[str] | None, speedup: float | None) -> tuple[str, str]:
+    from training.cpu_precision import choose_cpu_precision, measured_bf16_speedup, native_bf16_flags
+
+    flags = native_bf16_flags() if flags is None else list(flags)
+    if flags and speedup is None:  # no native bf16: nothing to time, emulated bf16 is slower than fp32
+        speedup = measured_bf16_speedup(threads)
+    return choose_cpu_precision(flags, speedup)
 
 
 def _num_processes(cfg: Mapping[str, Any], name: str, device: str, device_count: int | None) -> int:
@@ -111,5 +131,5 @@ def apply_threads(hardware: Hardware) -> None:
 
     if torch.get_num_threads() != hardware.num_threads:
         torch.set_num_threads(hardware.num_threads)
-    log.info("hardware: %s, %s on %s, %d CPU threads", hardware.name, hardware.precision, hardware.device,
-             hardware.num_threads)
+    log.info("hardware: %s, %s on %s (%s), %d CPU threads", hardware.name, hardware.precision, hardware.device,
+             hardware.precision_reason, hardware.num_threads)

@@ -18,6 +18,7 @@ from typing import Any
 
 from training.errors import ConfigError, TrainingError
 from training.hardware import Hardware
+from training.lm_head import supports_masked_head, use_masked_lm_head
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,12 @@ def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Pat
         completion_only_loss=bool(cfg.get("completion_only_loss", True)),
         seed=int(cfg["seed"]),
         data_seed=int(cfg["seed"]),
+        # Batches of rows of similar length (shuffled mega-batches sorted by length, drawn from the seeded RNG, so
+        # the order is fixed by the seed): on the demo's 128 level-4 rows padding fell from 13.7 % to 5.7 %.
+        train_sampling_strategy="group_by_length" if cfg.get("group_by_length", True) else "random",
         use_cpu=hardware.device == "cpu",
+        # On CPU too this is autocast (accelerate): matmuls in bf16, while prepare_model_for_kbit_training keeps
+        # norms, embeddings and so the residual stream in fp32, and the NF4 weights dequantise to bf16.
         bf16=hardware.precision == "bf16",
         fp16=hardware.precision == "fp16",
         save_strategy="no",  # the adapter is saved once, by us, with its model card
@@ -189,6 +195,8 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
     model = get_peft_model(model, build_peft_config(cfg))
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                          callbacks=[_finite_loss_callback()])
+    if hardware.device == "cpu" and supports_masked_head(model.get_base_model()):
+        use_masked_lm_head(model.get_base_model())  # TRL's fused head is a GPU kernel; its CPU fallback was half a step
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
