@@ -31,7 +31,8 @@ from training.stages import FILTERED_FILE
 
 # Copied to the top level of metrics.json, where analysis and sweeps read them.
 HEADLINE_METRICS = ("accuracy", "accuracy_ci", "accuracy_strict", "mean_think_tokens", "median_think_tokens",
-                    "mean_completion_tokens", "format_error_rate", "n_eval", "eval_seconds", "eval_tokens_per_second")
+                    "mean_completion_tokens", "format_error_rate", "n_eval", "eval_seconds", "eval_tokens_per_second",
+                    "eval_prefill_tokens_per_second", "eval_decode_tokens_per_second")
 
 
 def run_model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], splits: Splits | None,

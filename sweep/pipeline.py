@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.cli import available_levels
+from sweep.memory import peak_rss, release_process_memory, reset_peak_rss
 from sweep.model_run import HEADLINE_METRICS, run_model_stages
 from sweep.run_record import METRICS_FILE
 from sweep.stage_plan import MODEL_STAGES, STAGES, cache_parts, resolve_stages, stage_cache, stage_input
@@ -55,6 +56,8 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
     is closed as failed if they raise.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    release_process_memory()  # an earlier trial in this process (or its failure's traceback) must not count here
+    rss_scope = reset_peak_rss()
     start = time.perf_counter()
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir)}
     try:
@@ -66,12 +69,14 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
         if any(stage in stages for stage in MODEL_STAGES):
             with wandb_run(cfg, run_dir, group) as tracker:
                 run_model_stages(cfg, run_dir, level, stages, splits, summary, tracker)
+            release_process_memory()  # the student and trainer are unreachable now, but held in cycles
         summary["status"] = "completed"
     except BaseException as err:  # Ctrl-C too: the run dir must not be left saying "running"
         summary.update(status="failed", error=f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
         raise
     finally:
         summary["seconds"] = round(time.perf_counter() - start, 3)
+        summary.update(peak_rss(rss_scope))
         write_json(run_dir / METRICS_FILE, summary)
     return summary
 

@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import compose_config
 from training.errors import ConfigError
-from training.generation import generation_kwargs, presence_penalty_processor
+from training.generation import generation_kwargs, presence_penalty_processor, shared_prefix, timing_summary
 from training.hardware import resolve_hardware
 from training.sft import _warmup, build_peft_config, build_quant_config, build_sft_config
 
@@ -32,6 +32,21 @@ def test_presence_penalty_counts_generated_tokens_once():
     out = presence_penalty_processor(1.5, prompt_length=2)(ids, scores)
     assert out[0].tolist() == [0, 0, -1.5, 0, 0, 0]  # token 2 twice: penalised once; prompt token 5 not at all
     assert out[1].tolist() == [-1.5, 0, 0, -1.5, 0, 0]
+
+
+def test_shared_prefix_leaves_every_prompt_a_token_of_its_own():
+    assert shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 9]]) == [1, 2]
+    assert shared_prefix([[1, 2, 3], [1, 2, 3, 4]]) == [1, 2]  # the shorter prompt keeps its last token
+    assert shared_prefix([[1, 2], [3, 4]]) == [] and shared_prefix([[1, 2, 3]]) == []
+
+
+def test_timing_summary_splits_prefill_and_decode():
+    timing = {"prefill_seconds": 2.0, "decode_seconds": 4.0, "prompt_tokens": 1000, "prefill_computed_tokens": 300,
+              "shared_prefix_tokens": 20, "generated_tokens": 410, "rows": 10, "batches": 1}
+    summary = timing_summary(timing)
+    # The first token of each row comes from the prefill's logits: 400 decoded tokens in 4 s.
+    assert summary["eval_prefill_tokens_per_second"] == 500.0 and summary["eval_decode_tokens_per_second"] == 100.0
+    assert summary["eval_prefill_computed_tokens"] == 300 and summary["eval_shared_prefix_tokens"] == 20
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,18 @@
 """Train and evaluate one level with the tiny Qwen3: real TRL, PEFT, bitsandbytes NF4 and W&B (offline), in process."""
 
 import hashlib
-import logging
 import json
+import logging
+import weakref
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from sweep import model_run
 from sweep.pipeline import run_pipeline
+from training import model_stages
 from tests.conftest import compose_config
 from training.errors import ConfigError, TrainingError
 from training.jsonl import read_jsonl
@@ -32,15 +35,29 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory):
+    """The trained trial, and whether any model it loaded or trained was still alive when it returned."""
     base = Path(model_path(compose_config("+level=4", *TINY).model))
     before = sha256(base / "model.safetensors")
     run = tmp_path_factory.mktemp("trial")
-    summary = run_trial(run, f"cache.dir={run.parent / 'trial-cache'}")
-    return run, summary, base, before
+    models = []  # weak references: the test must not keep the models alive itself
+    with pytest.MonkeyPatch.context() as patch:
+        def keep(function, pick):
+            def wrapper(*args, **kwargs):
+                result = function(*args, **kwargs)
+                models.append(weakref.ref(pick(result)))
+                return result
+            return wrapper
+
+        patch.setattr(model_run, "load_student", keep(model_run.load_student, lambda student: student.model))
+        patch.setattr(model_stages, "train_adapter", keep(model_stages.train_adapter, lambda result: result[0]))
+        patch.setattr(model_stages, "inference_model", keep(model_stages.inference_model, lambda runner: runner.model))
+        summary = run_trial(run, f"cache.dir={run.parent / 'trial-cache'}")
+    alive = [ref() is not None for ref in models]  # before any collection of our own
+    return run, summary, base, before, alive
 
 
 def test_trial_writes_every_artifact(trial):
-    run, summary, _, _ = trial
+    run, summary, *_ = trial
     assert summary["status"] == "completed" and summary["stages"] == ["traces", "filter", "train", "eval"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and set(ISSUE_METRICS) <= set(metrics)
@@ -62,11 +79,43 @@ def test_trial_writes_every_artifact(trial):
     assert b"train/loss" in logged and b"eval/accuracy" in logged and b"eval/samples" in logged
 
 
+def test_no_model_outlives_its_trial(trial):
+    # A multirun process runs the next trial right after: a model left in a reference cycle would still be there.
+    *_, alive = trial
+    assert len(alive) == 3 and not any(alive)  # the loaded student, the trained PEFT model, the eval's model
+    metrics = json.loads((trial[0] / "metrics.json").read_text())
+    assert metrics["peak_rss_mb"] > 0 and metrics["peak_rss_scope"].startswith("trial")
+
+
+def test_bf16_evaluation_folds_the_adapter_into_a_dense_copy(trial, tmp_path):
+    from training.eval_model import dense_copy
+    from training.model_stages import attach_adapter, load_student
+    from training.hardware import resolve_hardware
+
+    run, *_ = trial
+    cfg = compose_config("+level=4", *TINY)
+    student = load_student(cfg.model, cfg.train, resolve_hardware(cfg.hardware))
+    attach_adapter(student, run / "adapter")
+    ids = student.tokenizer("Problem: 3 + 4 = ?", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        expected = student.model(input_ids=ids).logits.float()
+        dense = dense_copy(student.model, torch.float32)
+        got = dense(input_ids=ids).logits.float()
+    assert type(dense).__name__ == "Qwen3ForCausalLM"  # a plain model: no bitsandbytes layer, no LoRA
+    # The student's 4-bit kernel may round its input to bf16: agreement to bf16 precision.
+    assert torch.allclose(got, expected, atol=0.05 * expected.abs().max().item())
+    again = run_trial(tmp_path, "stages=[eval]", f"adapter={run / 'adapter'}", "hardware.precision=bf16",
+                      "wandb.mode=disabled")
+    assert again["eval"]["eval_compute"].startswith("a dense bf16 copy") and again["n_eval"] == 16
+    assert again["eval_prefill_tokens_per_second"] > 0 and again["eval_decode_tokens_per_second"] > 0
+    assert again["eval"]["eval_shared_prefix_tokens"] >= 16  # the system message and the level's instruction
+
+
 def test_adapter_loads_back_with_trained_lora_and_untouched_base(trial):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    run, _, base, before = trial
+    run, _, base, before, _ = trial
     saved = load_file(run / "adapter" / "adapter_model.safetensors")
     assert saved and all("lora_" in key for key in saved)  # the adapter carries LoRA weights only
     # PEFT initialises every lora_B to zero: a non-zero B is a trained one.
@@ -81,7 +130,7 @@ def test_adapter_loads_back_with_trained_lora_and_untouched_base(trial):
 
 
 def test_saved_adapter_reproduces_the_evaluation(trial, tmp_path):
-    run, _, _, _ = trial
+    run, *_ = trial
     again = run_trial(tmp_path, "stages=[eval]", f"adapter={run / 'adapter'}", "wandb.mode=disabled")
     assert again["stages"] == ["eval"] and again["n_train"] == 0
     first = [row["output"] for row in read_jsonl(run / "eval_samples.jsonl")]
@@ -89,7 +138,7 @@ def test_saved_adapter_reproduces_the_evaluation(trial, tmp_path):
 
 
 def test_trial_with_the_same_training_settings_restores_the_adapter(trial, tmp_path, caplog):
-    run, first, _, _ = trial
+    run, first, *_ = trial
     caplog.set_level(logging.INFO, logger="training.stage_cache")
     # Only the eval batch differs, which is not in the train key: no stage does work again.
     again = run_trial(tmp_path, f"cache.dir={run.parent / 'trial-cache'}", "eval.batch_size=4")

@@ -16,7 +16,7 @@ from training.answers import EXTRACTORS, extract_answer, is_correct
 from training.completions import THINK_CLOSE, THINK_OPEN, parse_completion, think_text
 from training.data import Problem
 from training.errors import ConfigError
-from training.generation import Generated, generate
+from training.generation import Generated, generate, timing_summary
 from training.levels import Level, build_prompt, template_keeps_earlier_think
 from training.tokens import TokenCounter
 
@@ -103,7 +103,7 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
              n_shots: int = 0, extractor: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
              chat_template_kwargs: Mapping[str, Any] | None = None, seed: int = 0, progress: bool = True,
              generator: Callable[[list[list[dict[str, str]]]], tuple[list[Generated], float]] | None = None,
-             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+             share_prefix: bool = True, autocast: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate at ``level``'s prompt for every problem, grade, and summarise.
 
     ``generator`` replaces transformers generation (``model`` and ``tokenizer`` are then unused): the
@@ -115,15 +115,18 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
                  "message", n_shots)
     prompts = [build_prompt(level, p.question, system, n_shots, open_tag, close_tag, shots_in_system=in_system)
                for p in problems]
+    timing: dict[str, Any] = {}
     if generator is not None:
         outputs, seconds = generator(prompts)
     else:
         outputs, seconds = generate(model, tokenizer, prompts, sampling, batch_size=batch_size,
                                     stop_token_id=stop_token_id, chat_template_kwargs=chat_template_kwargs, seed=seed,
-                                    progress=progress)
+                                    progress=progress, share_prefix=share_prefix, autocast=autocast, timing=timing)
     rows = [grade_sample(p, prompt, out, counter, open_tag, close_tag) for p, prompt, out in zip(problems, prompts, outputs)]
     metrics = summarize(rows, extractor)
     generated = sum(out.completion_tokens for out in outputs)
     metrics.update(eval_seconds=round(seconds, 3), eval_generated_tokens=generated,
                    eval_tokens_per_second=round(generated / seconds, 2) if seconds > 0 else None)
+    if timing:  # the vLLM backend reports the total only
+        metrics.update(timing_summary(timing))
     return rows, metrics

@@ -2,10 +2,13 @@
 
 Prompts are sorted by length before batching so that a batch pads little, then put
 back in their original order. Padding is on the left, as decoder-only batching needs.
+The tokens every prompt shares (system message, few-shot exemplars) are computed once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -66,10 +69,44 @@ def presence_penalty_processor(penalty: float, prompt_length: int):
     return PresencePenalty()
 
 
+# A shorter common prefix saves less prefill than the extra cache copy costs.
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix(encoded: Sequence[Sequence[int]]) -> list[int]:
+    """The token prefix every prompt starts with, leaving each prompt at least one token of its own."""
+    if len(encoded) < 2:
+        return []
+    first, shortest = encoded[0], min(len(ids) for ids in encoded)
+    length = 0
+    while length < shortest - 1 and all(ids[length] == first[length] for ids in encoded):
+        length += 1
+    return list(first[:length])
+
+
+def first_token_clock(stamps: list[float]):
+    """A logits processor that notes when the first scores arrive: the end of the prefill forward."""
+    from transformers import LogitsProcessor
+
+    class FirstTokenClock(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            if not stamps:
+                stamps.append(time.perf_counter())
+            return scores
+
+    return FirstTokenClock()
+
+
 def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling: Mapping[str, Any], *,
              batch_size: int, stop_token_id: int, chat_template_kwargs: Mapping[str, Any] | None = None,
-             seed: int = 0, progress: bool = True, desc: str = "eval") -> tuple[list[Generated], float]:
-    """Complete each chat prompt; return the generations in prompt order and the seconds spent generating."""
+             seed: int = 0, progress: bool = True, desc: str = "eval", share_prefix: bool = True,
+             autocast: bool = False, timing: dict[str, Any] | None = None) -> tuple[list[Generated], float]:
+    """Complete each chat prompt; return the generations in prompt order and the seconds spent generating.
+
+    ``share_prefix``: the tokens every prompt starts with (system message, few-shot exemplars, the level's
+    instruction) are computed once and their KV cache copied into each batch. ``timing``, when given, receives
+    the prefill and decode split (:func:`timing_summary`).
+    """
     import torch
     from tqdm.auto import tqdm
     from transformers import LogitsProcessorList, set_seed
@@ -86,18 +123,47 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
     set_seed(seed)
     model.eval()
     device = next(model.parameters()).device
-    seconds = 0.0
+    clock = {"prefill_seconds": 0.0, "decode_seconds": 0.0, "prompt_tokens": sum(map(len, encoded)),
+             "prefill_computed_tokens": 0, "shared_prefix_tokens": 0, "batches": 0}
+    precision = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    prefix = shared_prefix(encoded) if share_prefix else []
+    prefix_cache = None
+    if len(prefix) >= MIN_SHARED_PREFIX:
+        began = time.perf_counter()
+        with torch.inference_mode(), precision:
+            prefix_cache = model(input_ids=torch.tensor([prefix], device=device), use_cache=True,
+                                 logits_to_keep=1).past_key_values
+        clock["prefill_seconds"] += time.perf_counter() - began
+        clock.update(shared_prefix_tokens=len(prefix), prefill_computed_tokens=len(prefix))
+    else:
+        prefix = []
     bar = tqdm(total=len(order), desc=desc, unit="problem", disable=not progress)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, padding=True, return_tensors="pt").to(device)
+        batch = tokenizer.pad({"input_ids": [encoded[i][len(prefix):] for i in chunk]}, padding=True,
+                              return_tensors="pt").to(device)
+        extra: dict[str, Any] = {}
+        if prefix_cache is not None:
+            # Prefix, then the left padding, then each prompt's own tokens: positions follow the attention mask.
+            rows = len(chunk)
+            head = torch.tensor([prefix] * rows, device=device)
+            batch = {"input_ids": torch.cat([head, batch["input_ids"]], 1),
+                     "attention_mask": torch.cat([torch.ones_like(head), batch["attention_mask"]], 1)}
+            extra["past_key_values"] = copy.deepcopy(prefix_cache)
+            extra["past_key_values"].batch_repeat_interleave(rows)
+        clock["prefill_computed_tokens"] += int(batch["attention_mask"][:, len(prefix):].sum())
         width = batch["input_ids"].shape[1]
-        processors = LogitsProcessorList([presence_penalty_processor(presence, width)] if presence else [])
+        stamps: list[float] = []
+        processors = [first_token_clock(stamps)] + ([presence_penalty_processor(presence, width)] if presence else [])
         began = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(**batch, **kwargs, logits_processor=processors, eos_token_id=stop_token_id,
-                                 pad_token_id=tokenizer.pad_token_id)
-        seconds += time.perf_counter() - began
+        with torch.inference_mode(), precision:
+            out = model.generate(**batch, **kwargs, **extra, logits_processor=LogitsProcessorList(processors),
+                                 eos_token_id=stop_token_id, pad_token_id=tokenizer.pad_token_id)
+        ended = time.perf_counter()
+        first = stamps[0] if stamps else ended
+        clock["prefill_seconds"] += first - began
+        clock["decode_seconds"] += ended - first
+        clock["batches"] += 1
         for row, index in zip(out[:, width:].tolist(), chunk):
             stopped = stop_token_id in row
             kept = row[: row.index(stop_token_id) + 1] if stopped else row
@@ -105,4 +171,23 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
             results[index] = Generated(text=text, completion_tokens=len(kept), stopped=stopped)
         bar.update(len(chunk))
     bar.close()
-    return [r for r in results if r is not None], seconds
+    outputs = [r for r in results if r is not None]
+    if timing is not None:
+        timing.update(clock, generated_tokens=sum(g.completion_tokens for g in outputs), rows=len(outputs))
+    return outputs, clock["prefill_seconds"] + clock["decode_seconds"]
+
+
+def timing_summary(timing: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics for the prefill/decode split: prompt tokens per second of prefill, and generated tokens after
+    each row's first (which the prefill's logits give) per second of decoding."""
+    prefill, decode = timing["prefill_seconds"], timing["decode_seconds"]
+    decoded = timing["generated_tokens"] - timing["rows"]
+    return {
+        "eval_prefill_seconds": round(prefill, 3),
+        "eval_decode_seconds": round(decode, 3),
+        "eval_prompt_tokens": timing["prompt_tokens"],
+        "eval_prefill_computed_tokens": timing["prefill_computed_tokens"],
+        "eval_shared_prefix_tokens": timing["shared_prefix_tokens"],
+        "eval_prefill_tokens_per_second": round(timing["prompt_tokens"] / prefill, 1) if prefill > 0 else None,
+        "eval_decode_tokens_per_second": round(decoded / decode, 1) if decode > 0 else None,
+    }

@@ -8,6 +8,7 @@ from a folder, or none for the baseline).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from training.data import Problem
 from training.errors import ConfigError
 from training.eval_backends import choose_backend, vllm_generate
+from training.eval_model import InferenceModel, inference_model
 from training.evaluate import evaluate
 from training.hardware import Hardware
 from training.jsonl import write_json, write_jsonl
@@ -91,21 +93,33 @@ def eval_stage(student: Student, problems: Sequence[Problem], level: Level, mode
     backend, why = choose_backend(str(eval_cfg.get("backend", "auto")), hardware.device if hardware else "cpu")
     log.info("eval: backend %s (%s)", backend, why)
     generator = _vllm_generator(student, model_cfg, eval_cfg, sampling_cfg, hardware, seed) if backend == "vllm" else None
+    runner, began = InferenceModel(None, "vLLM"), time.perf_counter()
+    if generator is None:
+        runner = inference_model(student.model, hardware.device if hardware else "cpu",
+                                 hardware.precision if hardware else "fp32")
+        log.info("eval: generating with %s", runner.note)
+    setup_seconds = time.perf_counter() - began
     rows, metrics = evaluate(
-        student.model, student.tokenizer, problems, level, counter, generator=generator,
+        runner.model, student.tokenizer, problems, level, counter, generator=generator, autocast=runner.autocast,
+        share_prefix=bool(eval_cfg.get("share_prefix", True)),
         sampling=sampling_cfg, batch_size=int(eval_cfg["batch_size"]),
         stop_token_id=stop_token_id(student.tokenizer, model_cfg), system=system,
         n_shots=int(eval_cfg.get("n_shots", 0)), extractor=str(eval_cfg.get("extractor", "flexible")),
         open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
         chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed,
     )
-    metrics.update(level=level.id, adapter=student.adapter, quantization=student.quantization, backend=backend)
+    if runner.model is not student.model:
+        runner.model = None  # the dense copy lives for this evaluation only
+        release_memory()
+    metrics.update(level=level.id, adapter=student.adapter, quantization=student.quantization, backend=backend,
+                   eval_compute=runner.note, eval_setup_seconds=round(setup_seconds, 3))
     write_jsonl(run_dir / EVAL_SAMPLES_FILE, rows)
     write_json(run_dir / EVAL_RESULTS_FILE, {**metrics, "sampling": dict(sampling_cfg), "model": model_cfg["name"]})
     log.info("eval: %s accuracy %.3f [%.3f, %.3f] (strict %.3f), think tokens mean %.1f, format errors %.1f%%, "
-             "%.0f generated tokens/s", level.tag, metrics["accuracy"], *metrics["accuracy_ci"],
+             "%.0f generated tokens/s (prefill %.0f, decode %.0f)", level.tag, metrics["accuracy"], *metrics["accuracy_ci"],
              metrics["accuracy_strict"], metrics["mean_think_tokens"], 100 * metrics["format_error_rate"],
-             metrics["eval_tokens_per_second"] or 0)
+             metrics["eval_tokens_per_second"] or 0, metrics.get("eval_prefill_tokens_per_second") or 0,
+             metrics.get("eval_decode_tokens_per_second") or 0)
     return rows, metrics
 
 
