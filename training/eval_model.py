@@ -84,8 +84,12 @@ def dense_copy(model, dtype):
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     state = _dense_state_dict(base)
-    dense = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=config._attn_implementation)
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight is overwritten below: a random init would be seconds of waste
+        dense = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=config._attn_implementation)
     missing, unexpected = dense.load_state_dict({key: value.to(dtype) for key, value in state.items()}, strict=False)
+    dense.tie_weights()  # a tied head (SmolLM2, Qwen3 small) is the loaded embedding again
     loaded = {dense.get_parameter(key).data_ptr() for key in state if key not in unexpected}
     unset = [key for key in missing if dense.get_parameter(key).data_ptr() not in loaded]  # tied weights are set
     if unset or unexpected:
