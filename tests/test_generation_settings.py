@@ -5,7 +5,8 @@ import torch
 
 from tests.conftest import compose_config
 from training.errors import ConfigError
-from training.generation import generation_kwargs, presence_penalty_processor, shared_prefix, timing_summary
+from training.generation import (generation_kwargs, presence_penalty_processor, regroup_limits, shared_prefix,
+                                 timing_summary)
 from training.hardware import resolve_hardware
 from training.sft import _warmup, build_peft_config, build_quant_config, build_sft_config
 
@@ -32,6 +33,15 @@ def test_presence_penalty_counts_generated_tokens_once():
     out = presence_penalty_processor(1.5, prompt_length=2)(ids, scores)
     assert out[0].tolist() == [0, 0, -1.5, 0, 0, 0]  # token 2 twice: penalised once; prompt token 5 not at all
     assert out[1].tolist() == [-1.5, 0, 0, -1.5, 0, 0]
+
+
+def test_regroup_limits_double_up_to_max_new_tokens():
+    assert regroup_limits(128, 32) == [32, 64, 128]
+    assert regroup_limits(100, 32) == [32, 64, 100]
+    assert regroup_limits(64, 32) == [32, 64]
+    assert regroup_limits(32, 32) == [32]
+    assert regroup_limits(16, 32) == [16]
+    assert regroup_limits(128, 0) == [128]  # 0: one pass per batch
 
 
 def test_shared_prefix_leaves_every_prompt_a_token_of_its_own():

@@ -137,6 +137,20 @@ def test_saved_adapter_reproduces_the_evaluation(trial, tmp_path):
     assert [row["output"] for row in read_jsonl(tmp_path / "eval_samples.jsonl")] == first
 
 
+def test_regrouping_unfinished_rows_continues_them_exactly(trial, tmp_path):
+    run, *_ = trial
+    first = read_jsonl(run / "eval_samples.jsonl")
+    assert sum(not row["stopped"] for row in first) >= 2  # rows that run on: what regrouping acts on
+    again = run_trial(tmp_path, "stages=[eval]", f"adapter={run / 'adapter'}", "eval.regroup_after=4",
+                      "eval.batch_size=3", "wandb.mode=disabled")
+    # Rows still writing after 4, 8, 16 tokens went on in new batches, from their prompt plus what they wrote.
+    assert again["eval"]["eval_prefill_computed_tokens"] > json.loads((run / "metrics.json").read_text())["eval"][
+        "eval_prefill_computed_tokens"]
+    rows = read_jsonl(tmp_path / "eval_samples.jsonl")
+    assert [(r["output"], r["completion_tokens"], r["stopped"]) for r in rows] == \
+        [(r["output"], r["completion_tokens"], r["stopped"]) for r in first]
+
+
 def test_trial_with_the_same_training_settings_restores_the_adapter(trial, tmp_path, caplog):
     run, first, *_ = trial
     caplog.set_level(logging.INFO, logger="training.stage_cache")

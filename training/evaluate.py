@@ -103,7 +103,8 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
              n_shots: int = 0, extractor: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
              chat_template_kwargs: Mapping[str, Any] | None = None, seed: int = 0, progress: bool = True,
              generator: Callable[[list[list[dict[str, str]]]], tuple[list[Generated], float]] | None = None,
-             share_prefix: bool = True, autocast: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+             share_prefix: bool = True, regroup_after: int = 32,
+             autocast: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate at ``level``'s prompt for every problem, grade, and summarise.
 
     ``generator`` replaces transformers generation (``model`` and ``tokenizer`` are then unused): the
@@ -121,7 +122,8 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
     else:
         outputs, seconds = generate(model, tokenizer, prompts, sampling, batch_size=batch_size,
                                     stop_token_id=stop_token_id, chat_template_kwargs=chat_template_kwargs, seed=seed,
-                                    progress=progress, share_prefix=share_prefix, autocast=autocast, timing=timing)
+                                    progress=progress, share_prefix=share_prefix, regroup_after=regroup_after,
+                                    autocast=autocast, timing=timing)
     rows = [grade_sample(p, prompt, out, counter, open_tag, close_tag) for p, prompt, out in zip(problems, prompts, outputs)]
     metrics = summarize(rows, extractor)
     generated = sum(out.completion_tokens for out in outputs)

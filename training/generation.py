@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -97,29 +98,42 @@ def first_token_clock(stamps: list[float]):
     return FirstTokenClock()
 
 
+def regroup_limits(max_new_tokens: int, first: int) -> list[int]:
+    """Generated-token counts after which unfinished rows are regrouped: first, 2 x first, ... max_new_tokens."""
+    if first <= 0 or first >= max_new_tokens:
+        return [max_new_tokens]
+    limits = [first]
+    while limits[-1] * 2 < max_new_tokens:
+        limits.append(limits[-1] * 2)
+    return [*limits, max_new_tokens]
+
+
 def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling: Mapping[str, Any], *,
              batch_size: int, stop_token_id: int, chat_template_kwargs: Mapping[str, Any] | None = None,
              seed: int = 0, progress: bool = True, desc: str = "eval", share_prefix: bool = True,
-             autocast: bool = False, timing: dict[str, Any] | None = None) -> tuple[list[Generated], float]:
+             regroup_after: int = 32, autocast: bool = False,
+             timing: dict[str, Any] | None = None) -> tuple[list[Generated], float]:
     """Complete each chat prompt; return the generations in prompt order and the seconds spent generating.
 
     ``share_prefix``: the tokens every prompt starts with (system message, few-shot exemplars, the level's
-    instruction) are computed once and their KV cache copied into each batch. ``timing``, when given, receives
-    the prefill and decode split (:func:`timing_summary`).
+    instruction) are computed once and their KV cache copied into each batch. ``regroup_after``: a batch
+    decodes until its longest row ends, so one rambling answer keeps every finished row of its batch busy;
+    rows still going after ``regroup_after``, then 2x, 4x ... new tokens are batched afresh with the other
+    unfinished rows and continue from their prompt plus what they wrote (0: one pass per batch). Greedy
+    decoding continues exactly where it stopped; sampling draws fresh random numbers. ``timing``, when
+    given, receives the prefill and decode split (:func:`timing_summary`).
     """
     import torch
     from tqdm.auto import tqdm
-    from transformers import LogitsProcessorList, set_seed
+    from transformers import set_seed
 
     if batch_size < 1:
         raise ConfigError(f"eval.batch_size must be at least 1, got {batch_size}")
     kwargs = generation_kwargs(sampling)
-    presence = float(sampling.get("presence_penalty", 0.0))
+    max_new = kwargs.pop("max_new_tokens")
     template_kwargs = dict(chat_template_kwargs or {})
     encoded = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True,
                                              **template_kwargs)["input_ids"] for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    results: list[Generated | None] = [None] * len(encoded)
     set_seed(seed)
     model.eval()
     device = next(model.parameters()).device
@@ -137,44 +151,71 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
         clock.update(shared_prefix_tokens=len(prefix), prefill_computed_tokens=len(prefix))
     else:
         prefix = []
-    bar = tqdm(total=len(order), desc=desc, unit="problem", disable=not progress)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i][len(prefix):] for i in chunk]}, padding=True,
-                              return_tensors="pt").to(device)
-        extra: dict[str, Any] = {}
-        if prefix_cache is not None:
-            # Prefix, then the left padding, then each prompt's own tokens: positions follow the attention mask.
-            rows = len(chunk)
-            head = torch.tensor([prefix] * rows, device=device)
-            batch = {"input_ids": torch.cat([head, batch["input_ids"]], 1),
-                     "attention_mask": torch.cat([torch.ones_like(head), batch["attention_mask"]], 1)}
-            extra["past_key_values"] = copy.deepcopy(prefix_cache)
-            extra["past_key_values"].batch_repeat_interleave(rows)
-        clock["prefill_computed_tokens"] += int(batch["attention_mask"][:, len(prefix):].sum())
-        width = batch["input_ids"].shape[1]
-        stamps: list[float] = []
-        processors = [first_token_clock(stamps)] + ([presence_penalty_processor(presence, width)] if presence else [])
-        began = time.perf_counter()
-        with torch.inference_mode(), precision:
-            out = model.generate(**batch, **kwargs, **extra, logits_processor=LogitsProcessorList(processors),
-                                 eos_token_id=stop_token_id, pad_token_id=tokenizer.pad_token_id)
-        ended = time.perf_counter()
-        first = stamps[0] if stamps else ended
-        clock["prefill_seconds"] += first - began
-        clock["decode_seconds"] += ended - first
-        clock["batches"] += 1
-        for row, index in zip(out[:, width:].tolist(), chunk):
-            stopped = stop_token_id in row
-            kept = row[: row.index(stop_token_id) + 1] if stopped else row
-            text = tokenizer.decode(kept, skip_special_tokens=True)
-            results[index] = Generated(text=text, completion_tokens=len(kept), stopped=stopped)
-        bar.update(len(chunk))
+    run = functools.partial(_generate_batch, model, tokenizer, kwargs, float(sampling.get("presence_penalty", 0.0)),
+                            stop_token_id, prefix, prefix_cache, precision, clock)
+    written: list[list[int]] = [[] for _ in encoded]
+    stopped = [False] * len(encoded)
+    running, spent = list(range(len(encoded))), 0
+    bar = tqdm(total=len(encoded), desc=desc, unit="problem", disable=not progress)
+    for limit in regroup_limits(max_new, regroup_after):
+        # Every running row has written exactly ``spent`` tokens: each batch continues them by the same number.
+        running.sort(key=lambda i: len(encoded[i]))
+        still = []
+        for start in range(0, len(running), batch_size):
+            chunk = running[start : start + batch_size]
+            for index, new in zip(chunk, run([encoded[i] + written[i] for i in chunk], limit - spent, spent)):
+                stopped[index] = stop_token_id in new
+                written[index] += new[: new.index(stop_token_id) + 1] if stopped[index] else new
+                if stopped[index] or limit == max_new:
+                    bar.update(1)
+                else:
+                    still.append(index)
+        running, spent = still, limit
+        if not running:
+            break
     bar.close()
-    outputs = [r for r in results if r is not None]
+    outputs = [Generated(text=tokenizer.decode(ids, skip_special_tokens=True), completion_tokens=len(ids),
+                         stopped=done) for ids, done in zip(written, stopped)]
     if timing is not None:
         timing.update(clock, generated_tokens=sum(g.completion_tokens for g in outputs), rows=len(outputs))
     return outputs, clock["prefill_seconds"] + clock["decode_seconds"]
+
+
+def _generate_batch(model, tokenizer, kwargs: Mapping[str, Any], presence: float, stop_token_id: int,
+                    prefix: list[int], prefix_cache, precision, clock: dict[str, Any], rows: list[list[int]],
+                    max_new_tokens: int, written: int) -> list[list[int]]:
+    """New tokens for each row of one left-padded batch (``written``: tokens each row already generated)."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    device = next(model.parameters()).device
+    batch = tokenizer.pad({"input_ids": [ids[len(prefix):] for ids in rows]}, padding=True,
+                          return_tensors="pt").to(device)
+    extra: dict[str, Any] = {}
+    if prefix_cache is not None:
+        # Prefix, then the left padding, then each prompt's own tokens: positions follow the attention mask.
+        head = torch.tensor([prefix] * len(rows), device=device)
+        batch = {"input_ids": torch.cat([head, batch["input_ids"]], 1),
+                 "attention_mask": torch.cat([torch.ones_like(head), batch["attention_mask"]], 1)}
+        extra["past_key_values"] = copy.deepcopy(prefix_cache)
+        extra["past_key_values"].batch_repeat_interleave(len(rows))
+    clock["prefill_computed_tokens"] += int(batch["attention_mask"][:, len(prefix):].sum())
+    width = batch["input_ids"].shape[1]
+    stamps: list[float] = []
+    # The presence penalty counts the completion only: what the rows wrote before this batch included.
+    processors = [first_token_clock(stamps)] + ([presence_penalty_processor(presence, width - written)]
+                                                 if presence else [])
+    began = time.perf_counter()
+    with torch.inference_mode(), precision:
+        out = model.generate(**batch, **kwargs, **extra, max_new_tokens=max_new_tokens,
+                             logits_processor=LogitsProcessorList(processors), eos_token_id=stop_token_id,
+                             pad_token_id=tokenizer.pad_token_id)
+    ended = time.perf_counter()
+    first = stamps[0] if stamps else ended
+    clock["prefill_seconds"] += first - began
+    clock["decode_seconds"] += ended - first
+    clock["batches"] += 1
+    return out[:, width:].tolist()
 
 
 def timing_summary(timing: Mapping[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def eval_stage(student: Student, problems: Sequence[Problem], level: Level, mode
     setup_seconds = time.perf_counter() - began
     rows, metrics = evaluate(
         runner.model, student.tokenizer, problems, level, counter, generator=generator, autocast=runner.autocast,
-        share_prefix=bool(eval_cfg.get("share_prefix", True)),
+        share_prefix=bool(eval_cfg.get("share_prefix", True)), regroup_after=int(eval_cfg.get("regroup_after", 32)),
         sampling=sampling_cfg, batch_size=int(eval_cfg["batch_size"]),
         stop_token_id=stop_token_id(student.tokenizer, model_cfg), system=system,
         n_shots=int(eval_cfg.get("n_shots", 0)), extractor=str(eval_cfg.get("extractor", "flexible")),
