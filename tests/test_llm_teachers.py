@@ -109,6 +109,29 @@ def test_self_teacher_keeps_the_shortest_correct_trace_per_problem(bigram_studen
     assert report["dropped"]["not_shortest"] == sum(len(t) for t in correct.values()) - len(correct)
 
 
+def test_generation_drops_finished_rows_and_continues_the_others(bigram_student):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.generation import generate
+
+    tokenizer = AutoTokenizer.from_pretrained(bigram_student)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(bigram_student)
+    prompts = [[{"role": "user", "content": f"Problem {i}: what is {i} + 1?"}] for i in range(12)]
+    sampling = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 16}
+    timing: dict = {}
+    outputs, _ = generate(model, tokenizer, prompts, sampling, batch_size=6, regroup_after=8, progress=False,
+                          stop_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), seed=3, timing=timing)
+    # "<think>x</think>...5" is 8 tokens with the stop token, the "y+z" trace 10: at 8 the short rows are done and
+    # leave their batch; the long ones go on from their KV cache and must still follow the table to the end.
+    short = {"<think>x</think>\n\n#### 5", "<think>x</think>\n\n#### 6"}
+    long = {"<think>y+z</think>\n\n#### 5", "<think>y+z</think>\n\n#### 6"}
+    texts = [out.text for out in outputs]
+    assert set(texts) <= short | long and all(out.stopped for out in outputs)
+    assert any(t in short for t in texts) and any(t in long for t in texts)
+    assert timing["rows_dropped_early"] == sum(t in short for t in texts)
+
+
 def test_hf_teacher_config_takes_any_model_config():
     cfg = compose_config("+level=4", "teacher=hf")
     assert cfg.teacher.model.name == "qwen3-8b" and cfg.model.name == "smollm2-135m" and cfg.filter.select == "all"

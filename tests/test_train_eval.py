@@ -143,9 +143,10 @@ def test_regrouping_unfinished_rows_continues_them_exactly(trial, tmp_path):
     assert sum(not row["stopped"] for row in first) >= 2  # rows that run on: what regrouping acts on
     again = run_trial(tmp_path, "stages=[eval]", f"adapter={run / 'adapter'}", "eval.regroup_after=4",
                       "eval.batch_size=3", "wandb.mode=disabled")
-    # Rows still writing after 4, 8, 16 tokens went on in new batches, from their prompt plus what they wrote.
-    assert again["eval"]["eval_prefill_computed_tokens"] > json.loads((run / "metrics.json").read_text())["eval"][
-        "eval_prefill_computed_tokens"]
+    # Every row here runs to max_new_tokens: each batch stopped at 4, 8 and 16 tokens and went on from its own
+    # KV cache, which must give the tokens one uninterrupted generate call gives. (Dropping finished rows is
+    # tested with the bigram student in test_llm_teachers.py: this random model's rows never finish early.)
+    assert again["eval"]["eval_rows_dropped_early"] == 0
     rows = read_jsonl(tmp_path / "eval_samples.jsonl")
     assert [(r["output"], r["completion_tokens"], r["stopped"]) for r in rows] == \
         [(r["output"], r["completion_tokens"], r["stopped"]) for r in first]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -118,10 +117,9 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
     ``share_prefix``: the tokens every prompt starts with (system message, few-shot exemplars, the level's
     instruction) are computed once and their KV cache copied into each batch. ``regroup_after``: a batch
     decodes until its longest row ends, so one rambling answer keeps every finished row of its batch busy;
-    rows still going after ``regroup_after``, then 2x, 4x ... new tokens are batched afresh with the other
-    unfinished rows and continue from their prompt plus what they wrote (0: one pass per batch). Greedy
-    decoding continues exactly where it stopped; sampling draws fresh random numbers. ``timing``, when
-    given, receives the prefill and decode split (:func:`timing_summary`).
+    after ``regroup_after``, then 2x, 4x ... new tokens the finished rows are dropped from the batch and its
+    KV cache, and the rest go on with fewer rows (0: one pass per batch). ``timing``, when given, receives
+    the prefill and decode split (:func:`timing_summary`).
     """
     import torch
     from tqdm.auto import tqdm
@@ -130,15 +128,16 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
     if batch_size < 1:
         raise ConfigError(f"eval.batch_size must be at least 1, got {batch_size}")
     kwargs = generation_kwargs(sampling)
-    max_new = kwargs.pop("max_new_tokens")
+    limits = regroup_limits(kwargs.pop("max_new_tokens"), regroup_after)
     template_kwargs = dict(chat_template_kwargs or {})
     encoded = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True,
                                              **template_kwargs)["input_ids"] for p in prompts]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     set_seed(seed)
     model.eval()
     device = next(model.parameters()).device
     clock = {"prefill_seconds": 0.0, "decode_seconds": 0.0, "prompt_tokens": sum(map(len, encoded)),
-             "prefill_computed_tokens": 0, "shared_prefix_tokens": 0, "batches": 0}
+             "prefill_computed_tokens": 0, "shared_prefix_tokens": 0, "batches": 0, "rows_dropped_early": 0}
     precision = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     prefix = shared_prefix(encoded) if share_prefix else []
     prefix_cache = None
@@ -151,31 +150,19 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
         clock.update(shared_prefix_tokens=len(prefix), prefill_computed_tokens=len(prefix))
     else:
         prefix = []
-    run = functools.partial(_generate_batch, model, tokenizer, kwargs, float(sampling.get("presence_penalty", 0.0)),
-                            stop_token_id, prefix, prefix_cache, precision, clock)
-    written: list[list[int]] = [[] for _ in encoded]
-    stopped = [False] * len(encoded)
-    running, spent = list(range(len(encoded))), 0
-    bar = tqdm(total=len(encoded), desc=desc, unit="problem", disable=not progress)
-    for limit in regroup_limits(max_new, regroup_after):
-        # Every running row has written exactly ``spent`` tokens: each batch continues them by the same number.
-        running.sort(key=lambda i: len(encoded[i]))
-        still = []
-        for start in range(0, len(running), batch_size):
-            chunk = running[start : start + batch_size]
-            for index, new in zip(chunk, run([encoded[i] + written[i] for i in chunk], limit - spent, spent)):
-                stopped[index] = stop_token_id in new
-                written[index] += new[: new.index(stop_token_id) + 1] if stopped[index] else new
-                if stopped[index] or limit == max_new:
-                    bar.update(1)
-                else:
-                    still.append(index)
-        running, spent = still, limit
-        if not running:
-            break
+    results: list[Generated | None] = [None] * len(encoded)
+    bar = tqdm(total=len(order), desc=desc, unit="problem", disable=not progress)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        written = _generate_batch(model, tokenizer, kwargs, float(sampling.get("presence_penalty", 0.0)),
+                                  stop_token_id, prefix, prefix_cache, precision, clock,
+                                  [encoded[i] for i in chunk], limits)
+        for index, ids in zip(chunk, written):
+            results[index] = Generated(text=tokenizer.decode(ids, skip_special_tokens=True),
+                                       completion_tokens=len(ids), stopped=stop_token_id in ids)
+        bar.update(len(chunk))
     bar.close()
-    outputs = [Generated(text=tokenizer.decode(ids, skip_special_tokens=True), completion_tokens=len(ids),
-                         stopped=done) for ids, done in zip(written, stopped)]
+    outputs = [r for r in results if r is not None]
     if timing is not None:
         timing.update(clock, generated_tokens=sum(g.completion_tokens for g in outputs), rows=len(outputs))
     return outputs, clock["prefill_seconds"] + clock["decode_seconds"]
@@ -183,39 +170,60 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
 
 def _generate_batch(model, tokenizer, kwargs: Mapping[str, Any], presence: float, stop_token_id: int,
                     prefix: list[int], prefix_cache, precision, clock: dict[str, Any], rows: list[list[int]],
-                    max_new_tokens: int, written: int) -> list[list[int]]:
-    """New tokens for each row of one left-padded batch (``written``: tokens each row already generated)."""
+                    limits: list[int]) -> list[list[int]]:
+    """The completion of each row of one left-padded batch, finished rows dropped at each of ``limits``."""
     import torch
     from transformers import LogitsProcessorList
 
     device = next(model.parameters()).device
     batch = tokenizer.pad({"input_ids": [ids[len(prefix):] for ids in rows]}, padding=True,
                           return_tensors="pt").to(device)
-    extra: dict[str, Any] = {}
+    ids, mask, cache = batch["input_ids"], batch["attention_mask"], None
     if prefix_cache is not None:
         # Prefix, then the left padding, then each prompt's own tokens: positions follow the attention mask.
         head = torch.tensor([prefix] * len(rows), device=device)
-        batch = {"input_ids": torch.cat([head, batch["input_ids"]], 1),
-                 "attention_mask": torch.cat([torch.ones_like(head), batch["attention_mask"]], 1)}
-        extra["past_key_values"] = copy.deepcopy(prefix_cache)
-        extra["past_key_values"].batch_repeat_interleave(len(rows))
-    clock["prefill_computed_tokens"] += int(batch["attention_mask"][:, len(prefix):].sum())
-    width = batch["input_ids"].shape[1]
+        ids, mask = torch.cat([head, ids], 1), torch.cat([torch.ones_like(head), mask], 1)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(rows))
+    clock["prefill_computed_tokens"] += int(mask[:, len(prefix):].sum())
+    width = ids.shape[1]
     stamps: list[float] = []
-    # The presence penalty counts the completion only: what the rows wrote before this batch included.
-    processors = [first_token_clock(stamps)] + ([presence_penalty_processor(presence, width - written)]
-                                                 if presence else [])
-    began = time.perf_counter()
-    with torch.inference_mode(), precision:
-        out = model.generate(**batch, **kwargs, **extra, max_new_tokens=max_new_tokens,
-                             logits_processor=LogitsProcessorList(processors), eos_token_id=stop_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
-    ended = time.perf_counter()
-    first = stamps[0] if stamps else ended
-    clock["prefill_seconds"] += first - began
-    clock["decode_seconds"] += ended - first
-    clock["batches"] += 1
-    return out[:, width:].tolist()
+    # The presence penalty counts the completion only: the tokens after the prompt's width.
+    processors = LogitsProcessorList([first_token_clock(stamps)] + ([presence_penalty_processor(presence, width)]
+                                                                     if presence else []))
+    written: list[list[int]] = [[] for _ in rows]
+    running, spent = list(range(len(rows))), 0
+    for limit in limits:
+        began = time.perf_counter()
+        with torch.inference_mode(), precision:
+            out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **kwargs,
+                                 max_new_tokens=limit - spent, logits_processor=processors,
+                                 eos_token_id=stop_token_id, pad_token_id=tokenizer.pad_token_id,
+                                 return_dict_in_generate=True)
+        ended = time.perf_counter()
+        first = stamps[0] if stamps and spent == 0 else began  # only the first call prefills
+        clock["prefill_seconds"] += first - began
+        clock["decode_seconds"] += ended - first
+        clock["batches"] += spent == 0
+        fresh = out.sequences[:, ids.shape[1]:]
+        keep = []
+        for position, (row, new) in enumerate(zip(running, fresh.tolist())):
+            if stop_token_id in new:
+                written[row] += new[: new.index(stop_token_id) + 1]
+            else:
+                written[row] += new
+                keep.append(position)
+        if not keep or limit == limits[-1]:
+            break
+        # Go on with the unfinished rows only: their sequences, mask and KV cache (no token is computed again).
+        clock["rows_dropped_early"] += len(running) - len(keep)
+        select = torch.tensor(keep, device=device)
+        cache = out.past_key_values
+        cache.batch_select_indices(select)
+        ids = out.sequences[select]
+        mask = torch.cat([mask, torch.ones_like(fresh)], 1)[select]
+        running, spent = [running[p] for p in keep], limit
+    return written
 
 
 def timing_summary(timing: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,6 +237,8 @@ def timing_summary(timing: Mapping[str, Any]) -> dict[str, Any]:
         "eval_prompt_tokens": timing["prompt_tokens"],
         "eval_prefill_computed_tokens": timing["prefill_computed_tokens"],
         "eval_shared_prefix_tokens": timing["shared_prefix_tokens"],
+        # Finished rows taken out of a batch that went on decoding for its other rows (eval.regroup_after).
+        "eval_rows_dropped_early": timing.get("rows_dropped_early", 0),
         "eval_prefill_tokens_per_second": round(timing["prompt_tokens"] / prefill, 1) if prefill > 0 else None,
         "eval_decode_tokens_per_second": round(decoded / decode, 1) if decode > 0 else None,
     }
