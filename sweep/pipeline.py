@@ -56,11 +56,13 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
     is closed as failed if they raise.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    release_process_memory()  # an earlier trial in this process (or its failure's traceback) must not count here
-    rss_scope = reset_peak_rss()
     start = time.perf_counter()
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir)}
+    rss_scope = "process"
     try:
+        # Inside the try: a Ctrl-C during the collection must still leave a metrics.json behind.
+        release_process_memory()  # an earlier trial in this process (or its failure's traceback) must not count here
+        rss_scope = reset_peak_rss()
         level = level_from_config(cfg.get("level"), valid=available_levels())
         adapter = str(cfg.get("adapter", "auto"))
         stages = resolve_stages(cfg.get("stages"), adapter)
