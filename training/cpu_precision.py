@@ -75,6 +75,7 @@ def measured_bf16_speedup(threads: int) -> float:
     """bf16 / fp32 matmul rate on this CPU with ``threads`` threads, measured once per machine and kept on disk."""
     import torch
 
+    from training.jsonl import write_json
     from training.models import cache_root
 
     key = {"cpu": _cpu_model(), "flags": native_bf16_flags(), "torch": torch.__version__, "threads": threads,
@@ -89,12 +90,10 @@ def measured_bf16_speedup(threads: int) -> float:
     speedup = bf16 / fp32
     log.info("hardware: bf16 matmul %.0f GFLOP/s, fp32 %.0f GFLOP/s (%.2fx) on %d threads", bf16, fp32, speedup,
              threads)
-    try:  # write-then-rename: a concurrent reader sees the whole file or none
+    try:  # atomic: a concurrent reader sees the whole file or none
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{time.time_ns()}.tmp")
-        tmp.write_text(json.dumps({**key, "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
-                                   "speedup": round(speedup, 3)}, indent=1))
-        tmp.replace(path)
+        write_json(path, {**key, "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
+                          "speedup": round(speedup, 3)})
     except OSError as err:  # a read-only cache costs a re-measurement per process, nothing else
         log.warning("hardware: cannot record the bf16 timing in %s: %s", path, err)
     return round(speedup, 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,16 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [row for _, row in iter_jsonl(path)]
 
 
+def _temp_path(path: Path) -> Path:
+    # One temp name per process: two processes writing the same file (workers sharing a cache) never write into
+    # each other's temp file, so the rename always installs one whole file.
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write rows atomically (temp file + rename) so a crash never leaves half a file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _temp_path(path)
     count = 0
     with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
@@ -50,7 +57,8 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically (temp file + rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _temp_path(path)
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
