@@ -30,7 +30,7 @@ def log_report(report: Report, group: str, mode: str = "auto", project: str = "c
     try:
         rows = [front_row(p) for tr in report.tradeoffs for p in tr.front]
         columns = sorted({key for row in rows for key in row}, key=lambda k: (k.startswith("param."), k))
-        table = wandb.Table(columns=columns, data=[[_cell(row.get(c)) for c in columns] for row in rows])
+        table = _table(wandb, rows, columns)
         run.log({"pareto/scatter": wandb.Plotly(pareto_figure(report.tradeoffs, report.evidence)),
                  "pareto/plot": wandb.Image(str(report.out_dir / "pareto.png")), "pareto/front": table,
                  "pareto/paired": _table(wandb, [row for ev in report.evidence for row in evidence_rows(ev)])})
@@ -49,8 +49,9 @@ def log_report(report: Report, group: str, mode: str = "auto", project: str = "c
     return f"{mode} run in {where}"
 
 
-def _table(wandb, rows: list[dict]):
-    columns = list(rows[0]) if rows else ["series"]
+def _table(wandb, rows: list[dict], columns: list[str] | None = None):
+    """A W&B table of dict rows; ``columns`` defaults to the first row's keys."""
+    columns = columns or (list(rows[0]) if rows else ["series"])
     return wandb.Table(columns=columns, data=[[_cell(row.get(c)) for c in columns] for row in rows])
 
 
