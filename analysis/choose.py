@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from analysis.paired_table import (DEFAULT_MARGIN, PairedEvidence, delta_text, format_paired_table, p_text,
                                    paired_evidence)
-from analysis.tradeoff import FrontPoint, Tradeoff
+from analysis.tradeoff import FrontPoint, Tradeoff, most_accurate
 from training.errors import CotParetoError
 
 
@@ -86,8 +86,8 @@ def non_inferior_choice(tradeoff: Tradeoff, evidence: PairedEvidence) -> Choice:
     rule = (f"no constraint given: non-inferiority at margin {margin:g}, the fewest think tokens whose paired 95 % CI "
             f"lower bound for (its accuracy - the best's) is >= -{margin:g}")
     if best is None:
-        top = max(tradeoff.front, key=lambda p: (p.trial.accuracy, -p.trial.mean_think_tokens))
-        return Choice(point=top, rule=rule, evidence=evidence, notes=[
+        top = most_accurate(p.trial for p in tradeoff.front)
+        return Choice(point=next(p for p in tradeoff.front if p.trial is top), rule=rule, evidence=evidence, notes=[
             "non-inferiority cannot be tested without per-problem results shared with the best (see 'eval problems' "
             "below): recommending the most accurate front point"])
     point = min((p for p in tradeoff.front if evidence.not_worse(p.trial)),

@@ -15,7 +15,7 @@ from typing import Any
 from analysis.collect import Trial
 from analysis.eval_sets import EvalSets, eval_sets
 from analysis.paired import FEW_DISCORDANT, PairedResult, compare
-from analysis.tradeoff import Tradeoff
+from analysis.tradeoff import Tradeoff, most_accurate
 
 DEFAULT_MARGIN = 0.02
 METHODS = ("95 % CI: paired bootstrap (percentile, 9999 resamples of problems, seed 0; exact bound on the "
@@ -59,8 +59,8 @@ def paired_evidence(tr: Tradeoff, margin: float = DEFAULT_MARGIN) -> PairedEvide
     sets = eval_sets(everyone)
     notes: list[str] = []
     paired_front = [p.trial for p in tr.front if sets.results(p.trial) is not None]
-    best = max(paired_front, key=lambda t: (t.accuracy, -t.mean_think_tokens), default=None)
-    top = max((p.trial for p in tr.front), key=lambda t: (t.accuracy, -t.mean_think_tokens), default=None)
+    best = most_accurate(paired_front)
+    top = most_accurate(p.trial for p in tr.front)
     if top is not None and best is not top:
         notes.append(f"the most accurate front point {top.name} is left out of the paired tests "
                      f"({sets.reason(top)}); " + (f"paired against {best.name} instead" if best else

@@ -6,7 +6,7 @@ point is compared with it. Trials are compared as (accuracy up, mean think token
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from analysis.collect import Trial
@@ -37,6 +37,11 @@ class Tradeoff:
     def hypervolume_share(self) -> float:
         """The hypervolume as a share of the ideal box (accuracy 1 at zero think tokens)."""
         return self.hypervolume / self.reference[1] if self.reference[1] > 0 else 0.0
+
+
+def most_accurate(trials: Iterable[Trial]) -> Trial | None:
+    """The most accurate trial, fewer think tokens on a tie: the reference of the paired tests."""
+    return max(trials, key=lambda t: (t.accuracy, -t.mean_think_tokens), default=None)
 
 
 def pick_baseline(trials: Sequence[Trial]) -> Trial | None:
