@@ -95,9 +95,10 @@ def _from_marks(solution: str) -> ReferenceSolution:
 
 
 def _from_equation_with_result(equation: str, stated: str) -> ReferenceSolution:
-    solution = _from_equation(equation)
-    if not agrees(evaluate(equation), stated):
-        raise UnrenderableError(f"equation {equation.strip()!r} evaluates to {format_number(evaluate(equation))}, "
+    solution = _from_equation(equation)  # parses and decomposes it, or says why not
+    value = evaluate(equation)
+    if not agrees(value, stated):
+        raise UnrenderableError(f"equation {equation.strip()!r} evaluates to {format_number(value)}, "
                                 f"not the stated {stated}")
     return solution
 
