@@ -40,3 +40,21 @@ def test_decompose_innermost_first():
     assert [(op.expr, op.value) for op in ops] == [("3+2", 5), ("7-5", 2)]
     assert [op.expr for op in decompose("( ( 19.0 + 4.0 ) * 15.0 )")] == ["19+4", "23*15"]
     assert decompose("( 5.0 )") == []
+
+
+def test_an_expression_too_deep_for_the_recursion_limit_is_refused_with_one_line():
+    from training.arithmetic import MAX_OPERATORS
+    from training.solutions import UnrenderableError, parse_reference
+
+    assert evaluate("+".join(["1"] * (MAX_OPERATORS + 1))) == MAX_OPERATORS + 1  # the longest accepted
+    for expr, message in [("+".join(["1"] * 3000), "too long: 2999 operators (at most 200)"),
+                          ("-" * 2000 + "1", "too long: 2000 operators"),
+                          ("(" * 1000 + "1" + ")" * 1000, "not an arithmetic expression: '((((")]:
+        with pytest.raises(ExpressionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            evaluate(expr)
+    # The reference teacher's reason names the mark, cut to a readable length.
+    mark = "+".join(["1"] * 3000)
+    with pytest.raises(UnrenderableError) as caught:
+        parse_reference(f"He has <<{mark}=3000>>3000 apples.")
+    assert str(caught.value) == ("calculator mark '" + "1+" * 30 + "'... (6004 chars): too long: 2999 operators "
+                                 "(at most 200)")

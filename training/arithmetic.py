@@ -18,6 +18,10 @@ _SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 # Python rejects "05" as a literal; reference data occasionally writes it.
 _LEADING_ZEROS = re.compile(r"(?<![\d.])0+(?=\d)")
 NUMBER_TOKEN = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+# The evaluator recurses once per operator, and Python's parser and our walk both hit the recursion limit near
+# a thousand: a longer expression is refused up front. The longest GSM8K calculator mark has 11 operators.
+MAX_OPERATORS = 200
+_OPERATOR = re.compile(r"[-+*/]")
 
 
 class ExpressionError(ValueError):
@@ -32,12 +36,20 @@ def parse_number(text: str) -> Fraction:
         raise ExpressionError(f"not a number: {text!r}") from None
 
 
+def shorten(expr: str, limit: int = 60) -> str:
+    """``expr`` for a one-line message: a mark of thousands of terms is cut, with its length."""
+    return repr(expr) if len(expr) <= limit else f"{expr[:limit]!r}... ({len(expr)} chars)"
+
+
 def _parse(expr: str) -> ast.expr:
     cleaned = _LEADING_ZEROS.sub("", expr.replace(",", "").strip())
+    operators = len(_OPERATOR.findall(cleaned))
+    if operators > MAX_OPERATORS:
+        raise ExpressionError(f"too long: {operators} operators (at most {MAX_OPERATORS})")
     try:
         return ast.parse(cleaned, mode="eval").body
-    except SyntaxError:
-        raise ExpressionError(f"not an arithmetic expression: {expr!r}") from None
+    except (SyntaxError, RecursionError, MemoryError):  # deep parentheses overflow the parser, not just bad syntax
+        raise ExpressionError(f"not an arithmetic expression: {shorten(expr)}") from None
 
 
 def _literal(node: ast.Constant) -> Fraction:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from training.arithmetic import ExpressionError, agrees, decompose, evaluate, format_number
+from training.arithmetic import ExpressionError, agrees, decompose, evaluate, format_number, shorten
 
 MARK = re.compile(r"<<([^<>]*?)=([^<>=]*)>>")
 _EQUATION = re.compile(r"[\d\s.+\-*/()]+")
@@ -77,9 +77,9 @@ def _check(expr: str, stated: str) -> None:
     try:
         value = evaluate(expr)
     except ExpressionError as err:
-        raise UnrenderableError(f"calculator mark '{expr}={stated}': {err}") from None
+        raise UnrenderableError(f"calculator mark {shorten(f'{expr}={stated}')}: {err}") from None
     if not agrees(value, stated):
-        raise UnrenderableError(f"calculator mark '{expr}={stated}' evaluates to {format_number(value)}")
+        raise UnrenderableError(f"calculator mark {shorten(f'{expr}={stated}')} evaluates to {format_number(value)}")
 
 
 def _from_marks(solution: str) -> ReferenceSolution:
@@ -98,7 +98,7 @@ def _from_equation_with_result(equation: str, stated: str) -> ReferenceSolution:
     solution = _from_equation(equation)  # parses and decomposes it, or says why not
     value = evaluate(equation)
     if not agrees(value, stated):
-        raise UnrenderableError(f"equation {equation.strip()!r} evaluates to {format_number(value)}, "
+        raise UnrenderableError(f"equation {shorten(equation.strip())} evaluates to {format_number(value)}, "
                                 f"not the stated {stated}")
     return solution
 
@@ -107,10 +107,10 @@ def _from_equation(equation: str) -> ReferenceSolution:
     try:
         operations = decompose(equation)
     except ExpressionError as err:
-        raise UnrenderableError(f"equation {equation.strip()!r}: {err}") from None
+        raise UnrenderableError(f"equation {shorten(equation.strip())}: {err}") from None
     if not operations:
         # A bare number ("( 5.0 )") is the answer with no working to show.
-        raise UnrenderableError(f"equation {equation.strip()!r} has no operation")
+        raise UnrenderableError(f"equation {shorten(equation.strip())} has no operation")
     return ReferenceSolution(tuple(Step(op.expr, format_number(op.value)) for op in operations), "")
 
 
@@ -127,5 +127,5 @@ def parse_reference(solution: str) -> ReferenceSolution:
     if "=" in body and not re.search(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}", body):
         # A formula we cannot compute (ASDiv's "GCD(18,20)=2", "32/5=6 r2", "5:4=45:36") is not prose either:
         # level 1 would otherwise copy it as its "verbose" trace.
-        raise UnrenderableError(f"formula {body!r} is beyond the reference teacher's arithmetic")
+        raise UnrenderableError(f"formula {shorten(body)} is beyond the reference teacher's arithmetic")
     return ReferenceSolution((), body)
