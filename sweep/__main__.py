@@ -45,6 +45,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    # A log file on a full disk must not print a traceback per log line: the error itself is reported once.
+    logging.raiseExceptions = False
     try:
         sys.argv[1:] = prepare_overrides(sys.argv[1:])
     except CotParetoError as err:

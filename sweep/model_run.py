@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.stage_plan import cache_parts, stage_cache, stage_input
+from sweep.stage_plan import cache_parts, input_digest, stage_cache, stage_input
 from sweep.tracking import Tracker
 from training.data import Splits
 from training.distributed import train_distributed
@@ -53,7 +53,8 @@ def run_model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[
     student = None if parallel else load_student(cfg.model, cfg.train, hardware)
     summary["n_train"] = 0
     if "train" in stages:
-        summary["train"], student = _train(cfg, student, rows_path, rows, hardware, run_dir, stages, tracker)
+        summary["train"], student = _train(cfg, student, rows_path, rows, hardware, run_dir, tracker,
+                                           cacheable=summary.get("complete_inputs", True))
         summary["n_train"] = summary["train"]["n_train"]
         summary["train_seconds"] = summary["train"]["train_seconds"]
         write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
@@ -93,7 +94,7 @@ def _training_rows(cfg: DictConfig, run_dir: Path, stages: list[str]) -> tuple[P
 
 
 def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list[dict[str, Any]], hardware: Hardware,
-           run_dir: Path, stages: list[str], tracker: Tracker) -> tuple[dict[str, Any], Student]:
+           run_dir: Path, tracker: Tracker, cacheable: bool = True) -> tuple[dict[str, Any], Student]:
     """Train the adapter, or restore it from the stage cache: trials that differ only in sampling train once.
 
     ``student`` is None for data-parallel training: the workers train, and the student is loaded afterwards
@@ -111,9 +112,10 @@ def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list
     # The global batch, hence the adapter, depends on the process count; 1 stays out of the key so that
     # single-process entries cached before data-parallel training existed still hit.
     extra = {"num_processes": hardware.num_processes} if hardware.num_processes > 1 else {}
-    parts = cache_parts(cfg, "train", device=hardware.device, precision=hardware.precision,
-                         quantization=quantization, **extra)
-    summary = run_cached(stage_cache(cfg, stages, "train"), "train", parts, run_dir, [ADAPTER_DIR], compute)
+    parts = cache_parts(cfg, "train", {"filtered": input_digest(rows_path)}, device=hardware.device,
+                        precision=hardware.precision, quantization=quantization, **extra)
+    summary = run_cached(stage_cache(cfg), "train", parts, run_dir, [ADAPTER_DIR], compute,
+                         cacheable=lambda _: cacheable)
     cache = summary.get("cache")  # absent with the cache off
     if parallel:
         student = load_student(cfg.model, cfg.train, hardware)

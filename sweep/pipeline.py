@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.cli import available_levels
 from sweep.memory import peak_rss, release_process_memory, reset_peak_rss
 from sweep.model_run import HEADLINE_METRICS, run_model_stages
-from sweep.run_record import METRICS_FILE
-from sweep.stage_plan import MODEL_STAGES, STAGES, cache_parts, resolve_stages, stage_cache, stage_input
+from sweep.run_record import METRICS_FILE, reserve_metrics, write_metrics
+from sweep.stage_plan import MODEL_STAGES, STAGES, cache_parts, input_digest, resolve_stages, stage_cache, stage_input
 from sweep.tracking import wandb_run
 from training.data import Splits, load_problems
-from training.errors import CotParetoError
-from training.jsonl import write_json
+from training.errors import CotParetoError, storage_error
 from training.levels import Level, level_from_config
 from training.models import model_path
-from training.stage_cache import run_cached
+from training.stage_cache import rows_digest, run_cached
 from training.stages import FILTER_REPORT_FILE, FILTERED_FILE, TRACES_FILE, filter_stage, traces_stage
 from training.tokens import TokenCounter
 
@@ -60,6 +60,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir)}
     rss_scope = "process"
     try:
+        reserve_metrics(run_dir, summary)  # blocks that a failure on a full disk can still write its record into
         # Inside the try: a Ctrl-C during the collection must still leave a metrics.json behind.
         release_process_memory()  # an earlier trial in this process (or its failure's traceback) must not count here
         rss_scope = reset_peak_rss()
@@ -74,16 +75,25 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
             release_process_memory()  # the student and trainer are unreachable now, but held in cycles
         summary["status"] = "completed"
     except BaseException as err:  # Ctrl-C too: the run dir must not be left saying "running"
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+        disk_full = storage_error(err)  # one line naming the path, not a traceback (or a kilobyte of shutil.Error)
+        shown = disk_full or err
+        summary.update(status="failed", error=f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__)
+        if disk_full is not None:
+            raise disk_full from None
         raise
     finally:
         summary["seconds"] = round(time.perf_counter() - start, 3)
         summary.update(peak_rss(rss_scope))
-        write_json(run_dir / METRICS_FILE, summary)
+        try:
+            write_metrics(run_dir, summary)
+        except OSError as err:
+            raise (storage_error(err) or err) from None
     return summary
 
 
 def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], summary: dict[str, Any]) -> Splits | None:
+    """The data, traces and filter stages; ``summary["complete_inputs"]`` is False after teacher errors, so that
+    nothing derived from the short trace set (filtered rows, an adapter) is stored in the stage cache."""
     splits = None
     if "traces" in stages or "eval" in stages:
         splits = load_problems(cfg.data)
@@ -91,12 +101,21 @@ def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str]
         log.info("data: %s, %d train / %d eval problems (%d rows without a gold answer skipped)",
                  splits.stats["name"], splits.stats["n_train"], splits.stats["n_eval"], splits.stats["skipped_no_gold"])
     if "traces" in stages:
-        summary["traces"] = run_cached(stage_cache(cfg, stages, "traces"), "traces", cache_parts(cfg, "traces"),
-                                       run_dir, [TRACES_FILE], lambda: _traces(cfg, splits, level, run_dir),
+        parts = cache_parts(cfg, "traces", {"problems": rows_digest([asdict(p) for p in splits.train])})
+        summary["traces"] = run_cached(stage_cache(cfg), "traces", parts, run_dir, [TRACES_FILE],
+                                       lambda: _traces(cfg, splits, level, run_dir),
                                        cacheable=lambda result: result["teacher_errors"] == 0)
+        summary["complete_inputs"] = summary["traces"]["teacher_errors"] == 0
+        if not summary["complete_inputs"]:
+            log.warning("traces: %d teacher errors; this trial trains on the traces that came back, and nothing "
+                        "derived from them is cached (a later run asks the teacher again)",
+                        summary["traces"]["teacher_errors"])
     if "filter" in stages:
-        report = run_cached(stage_cache(cfg, stages, "filter"), "filter", cache_parts(cfg, "filter"), run_dir,
-                            [FILTERED_FILE, FILTER_REPORT_FILE], lambda: _filter(cfg, run_dir, level, stages))
+        traces_path = stage_input(cfg, "traces_path", run_dir / TRACES_FILE, "traces", stages)
+        parts = cache_parts(cfg, "filter", {"traces": input_digest(traces_path)})
+        report = run_cached(stage_cache(cfg), "filter", parts, run_dir, [FILTERED_FILE, FILTER_REPORT_FILE],
+                            lambda: _filter(cfg, run_dir, level, traces_path),
+                            cacheable=lambda _: summary.get("complete_inputs", True))
         summary["filter"] = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate",
                                                           "problems_without_correct_trace", "dropped")}
         summary["filter"]["mean_think_chars"] = (report["think_chars"] or {}).get("mean")
@@ -110,11 +129,11 @@ def _traces(cfg: DictConfig, splits: Splits, level: Level, run_dir: Path) -> dic
     return traces_stage(splits.train, level, teacher, run_dir / TRACES_FILE, n_samples=n_samples, seed=int(cfg.seed))
 
 
-def _filter(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str]) -> dict[str, Any]:
+def _filter(cfg: DictConfig, run_dir: Path, level: Level, traces_path: Path) -> dict[str, Any]:
     think = cfg.model.think
     counter = TokenCounter(cfg.filter.get("tokenizer") or model_path(cfg.model))
     return filter_stage(
-        stage_input(cfg, "traces_path", run_dir / TRACES_FILE, "traces", stages), run_dir, level, counter,
+        traces_path, run_dir, level, counter,
         system=cfg.prompt.get("system"), select=cfg.filter.select,
         allow_empty_think=bool(cfg.filter.allow_empty_think), max_think_tokens=cfg.filter.get("max_think_tokens"),
         open_tag=think.open, close_tag=think.close,

@@ -8,9 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from training.errors import ConfigError
+from training.errors import ConfigError, DataError
 from training.models import plain_values
-from training.stage_cache import cache_dir
+from training.stage_cache import cache_dir, content_digest
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,11 @@ def stage_input(cfg: DictConfig, key: str, produced: Path, producer: str, stages
     raise ConfigError(f"stage {stage!r} needs {producer} output: add {producer!r} to stages or set +{stage}.{key}=PATH")
 
 
-# The config groups each stage's output depends on, cumulatively: a stage's key covers its inputs' keys.
-CACHE_KEYS = {"traces": ("data", "teacher", "level", "seed"), "filter": ("filter", "prompt", "model"),
-              "train": ("train",)}
+# The config groups each stage's own output depends on. The stage's inputs enter its key by content
+# (``inputs`` of cache_parts): a digest of the problems, of traces.jsonl, of filtered.jsonl. Upstream settings
+# alone would let a filter run on a teacher outage's short traces be restored after the teacher recovers.
+CACHE_KEYS = {"traces": ("data", "teacher", "level", "seed"), "filter": ("filter", "prompt", "model", "level"),
+              "train": ("train", "model")}
 
 # Teacher settings that change how the work is done, not what comes out: not part of the traces' cache key,
 # so raising concurrency or moving the response cache does not redo a level's traces.
@@ -51,19 +53,26 @@ OPERATIONAL_TEACHER_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_
                             "api_key_env", "batch_size")
 
 
-def cache_parts(cfg: DictConfig, stage: str, **extra: Any) -> dict[str, Any]:
-    """Resolved plain values of the settings ``stage``'s output depends on: its cache key."""
-    keys = [key for name in STAGES[:STAGES.index(stage) + 1] for key in CACHE_KEYS.get(name, ())]
-    parts = {key: plain_values(cfg[key]) for key in keys}
+def cache_parts(cfg: DictConfig, stage: str, inputs: dict[str, str], **extra: Any) -> dict[str, Any]:
+    """The cache key of ``stage``: its resolved settings plus ``inputs``, the content digests of what it reads."""
+    parts = {key: plain_values(cfg[key]) for key in CACHE_KEYS[stage]}
     if isinstance(parts.get("teacher"), dict):
         parts["teacher"] = {k: v for k, v in parts["teacher"].items() if k not in OPERATIONAL_TEACHER_KEYS}
-    return {**parts, **extra}
+    return {**parts, "inputs": dict(inputs), **extra}
 
 
-def stage_cache(cfg: DictConfig, stages: list[str], stage: str) -> Path | None:
-    """The cache root for ``stage``, or None: off by config, or fed a file given by path (no settings to key on)."""
+def stage_cache(cfg: DictConfig) -> Path | None:
+    """The stage cache's root, or None when ``cache.enabled`` is off.
+
+    Keys hold their inputs' content, so a stage fed a file given by path (``+filter.traces_path``) caches too.
+    """
     if not (cfg.get("cache") and cfg.cache.get("enabled")):
         return None
-    if any(name not in stages for name in STAGES[:STAGES.index(stage)]):
-        return None
     return cache_dir(cfg.cache.get("dir"))
+
+
+def input_digest(path: Path) -> str:
+    """The content digest of a stage's input file, for its cache key; a missing file is the user's to fix."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    return content_digest(path)

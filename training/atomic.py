@@ -1,15 +1,18 @@
-"""Build a folder in a temp dir and rename it into place, so no reader ever sees half of it.
+"""Build a file or folder under a temp name and rename it into place, so no reader ever sees half of it.
 
 Model conversions and stage-cache entries are shared by every process on the machine:
 two workers preparing the same folder at once both build, one rename wins, and the
 other's copy, identical by construction, is thrown away. Where the work is expensive
 (training an adapter), :func:`file_lock` lets the second worker wait for the first
-instead of doing it again.
+instead of doing it again. A run dir's own artifacts (an adapter, a file restored from
+the stage cache) go in with :func:`replace_atomically`: on a full disk the half-written
+copy is removed, so a later run never mistakes it for a finished one.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -33,6 +36,34 @@ def build_atomically(target: Path, build: Callable[[Path], None], marker: str) -
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def replace_atomically(target: Path, build: Callable[[Path], None]) -> Path:
+    """Run ``build(tmp)`` (which creates the file or folder ``tmp``) and swap it in for ``target``.
+
+    ``tmp`` is a sibling of ``target``, so the rename never crosses filesystems. If ``build`` fails
+    (a full disk, a crash in a save), ``tmp`` is removed and ``target`` keeps whatever it held before.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    _remove(tmp)
+    try:
+        build(tmp)
+        if target.exists():
+            target.rename(old)  # a folder cannot be replaced by rename(); move the old one aside first
+        tmp.rename(target)
+    finally:
+        _remove(tmp)
+        _remove(old)
+    return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
 
 
 @contextmanager

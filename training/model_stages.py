@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.atomic import replace_atomically
 from training.data import Problem
 from training.errors import ConfigError
 from training.eval_backends import choose_backend, vllm_generate
@@ -77,8 +78,13 @@ def train_stage(student: Student, rows: Sequence[Mapping[str, Any]], model_cfg: 
                                    chat_template_kwargs=model_cfg.get("chat_template_kwargs"), report_to=report_to)
     adapter_dir = run_dir / ADAPTER_DIR
     if save:
-        model.save_pretrained(adapter_dir)
-        student.tokenizer.save_pretrained(adapter_dir)
+        def save_to(folder: Path) -> None:
+            model.save_pretrained(folder)
+            student.tokenizer.save_pretrained(folder)
+
+        # Saved under a temp name and renamed: a save that fails (a full disk) leaves no half adapter that a
+        # later eval-only run would load.
+        replace_atomically(adapter_dir, save_to)
         log.info("train: adapter saved to %s", adapter_dir)
     student.model, student.adapter = model, str(adapter_dir)
     summary.update(n_train=len(rows), adapter=str(adapter_dir))

@@ -1,13 +1,18 @@
 """Content-addressed cache of stage outputs: a sweep does each piece of work once.
 
 A sweep over LoRA ranks does the teacher's work once per level; a sweep over sampling
-settings trains each adapter once. An entry's key hashes everything the stage's output
-depends on (the data, teacher, level, filter, model and train settings, resolved) plus
-``CACHE_VERSION``; a trial whose key exists copies
-the entry's files into its own run dir, so every run dir still holds its inputs, and
-logs the hit. Entries are written atomically (``training.atomic``), so workers sharing
-the cache never read half an entry. Bump ``CACHE_VERSION`` when a stage's output for
-the same settings changes.
+settings trains each adapter once. An entry's key hashes the stage's own settings and
+the *content* of its inputs (:func:`content_digest` of the problems, of ``traces.jsonl``,
+of ``filtered.jsonl``), plus ``CACHE_VERSION``. Settings alone are not enough: after a
+teacher outage the same settings produce fewer traces, and an entry keyed on settings
+would hand that short training set to every later run. Work derived from an incomplete
+input (traces with teacher errors, and everything downstream of them) is never stored.
+
+A trial whose key exists copies the entry's files into its own run dir, so every run dir
+still holds its inputs, and logs the hit. Entries are written atomically
+(``training.atomic``), so workers sharing the cache never read half an entry; a cache
+that cannot be written (a full disk) costs a warning, never the trial. Bump
+``CACHE_VERSION`` when a stage's output for the same inputs changes.
 
 The cache lives in ``cache.dir``, else ``$COT_PARETO_STAGE_CACHE``, else
 ``<model cache root>/stages``; ``cache.enabled=false`` turns it off.
@@ -25,13 +30,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.atomic import build_atomically, file_lock
+from training.atomic import build_atomically, file_lock, replace_atomically
+from training.errors import short_os_error
 from training.jsonl import write_json
 from training.models import cache_root
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keys hold input digests instead of upstream settings
 STAGE_CACHE_ENV = "COT_PARETO_STAGE_CACHE"
 SUMMARY_FILE = "summary.json"  # written last: its presence marks a complete entry
 
@@ -40,6 +46,25 @@ def stage_key(stage: str, parts: Mapping[str, Any]) -> str:
     """A stable hash of ``parts`` (plain, JSON-able values) for ``stage``."""
     payload = json.dumps({"stage": stage, "version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def content_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (relative names and bytes, sorted): what a stage read."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def rows_digest(rows: Sequence[Any]) -> str:
+    """sha256 of plain rows (dicts, dataclasses as dicts) in order: the content of an in-memory input."""
+    payload = "\n".join(json.dumps(row, sort_keys=True, default=str) for row in rows)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def cache_dir(configured: str | None) -> Path:
@@ -51,9 +76,9 @@ def cache_dir(configured: str | None) -> Path:
 
 
 def _copy(source: Path, target: Path) -> None:
-    """Copy a file, or a folder (an adapter) over whatever ``target`` holds."""
+    """Copy a file, or a folder (an adapter), to ``target``, which must not exist."""
     if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
+        shutil.copytree(source, target)
     else:
         shutil.copyfile(source, target)
 
@@ -69,9 +94,10 @@ def run_cached(
 ) -> dict[str, Any]:
     """Restore ``files`` into ``run_dir`` from the cache, or ``compute()`` them and store them.
 
-    ``compute`` writes ``files`` into ``run_dir`` and returns the stage summary; a summary
-    that ``cacheable`` rejects (say, traces with teacher errors) is not stored, so a later
-    run retries the work. ``root=None`` disables the cache.
+    ``parts`` must hold the digests of the stage's inputs as well as its settings. ``compute``
+    writes ``files`` into ``run_dir`` and returns the stage summary; a summary that ``cacheable``
+    rejects (say, traces with teacher errors) is not stored, so a later run retries the work.
+    ``root=None`` disables the cache.
     """
     if root is None:
         return compute()
@@ -92,8 +118,8 @@ def run_cached(
 def _restore(entry: Path, stage: str, key: str, run_dir: Path, files: Sequence[str]) -> dict[str, Any]:
     start = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in files:
-        _copy(entry / name, run_dir / name)
+    for name in files:  # each file whole or not at all: a full disk must not leave half an adapter behind
+        replace_atomically(run_dir / name, lambda tmp, name=name: _copy(entry / name, tmp))
     summary = json.loads((entry / SUMMARY_FILE).read_text())
     summary.pop("key_parts", None)
     seconds = round(time.perf_counter() - start, 3)
@@ -104,14 +130,21 @@ def _restore(entry: Path, stage: str, key: str, run_dir: Path, files: Sequence[s
 def _compute(entry: Path, stage: str, key: str, parts: Mapping[str, Any], run_dir: Path, files: Sequence[str],
              compute: Callable[[], dict[str, Any]], cacheable: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     summary = compute()
-    if cacheable(summary):
-        def build(tmp: Path) -> None:
-            for name in files:
-                _copy(run_dir / name, tmp / name)
-            write_json(tmp / SUMMARY_FILE, {**summary, "key_parts": parts})
+    if not cacheable(summary):
+        log.info("%s: cache miss %s, not stored (incomplete output or input)", stage, key)
+        return {**summary, "cache": "miss", "cache_key": key}
 
+    def build(tmp: Path) -> None:
+        for name in files:
+            _copy(run_dir / name, tmp / name)
+        write_json(tmp / SUMMARY_FILE, {**summary, "key_parts": parts})
+
+    try:
         build_atomically(entry, build, SUMMARY_FILE)
-        log.info("%s: cache miss %s, stored in %s", stage, key, entry)
-    else:
-        log.info("%s: cache miss %s, not stored (incomplete output)", stage, key)
+    except OSError as err:  # the work is done and in the run dir: a cache that cannot take it must not fail the trial
+        log.warning("%s: could not store cache entry %s in %s (%s); the trial goes on without it",
+                    stage, key, entry.parent, short_os_error(err))
+        return {**summary, "cache": "miss", "cache_key": key, "cache_stored": False}
+    log.info("%s: cache miss %s, stored in %s", stage, key, entry)
     return {**summary, "cache": "miss", "cache_key": key}
+
