@@ -67,7 +67,7 @@ def test_n_train_larger_than_the_data_set_is_a_clear_error():
 
 def _files_cfg(path, **extra):
     cfg = OmegaConf.to_container(data_cfg(), resolve=True)
-    cfg.update(source="files", train_path=str(path), eval_path=None, n_train=2, n_eval=1, **extra)
+    cfg.update({"source": "files", "train_path": str(path), "eval_path": None, "n_train": 2, "n_eval": 1, **extra})
     return cfg
 
 
@@ -94,7 +94,56 @@ def test_rows_without_a_gold_answer_are_skipped_and_counted(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     splits = load_problems(_files_cfg(path))
     assert splits.stats["skipped_no_gold"] == 2 and splits.stats["rows"] == 6
+    assert splits.stats["skipped_no_gold_examples"] == ["mine.jsonl:5", "mine.jsonl:6"]
     assert len(splits.train) == 2 and len(splits.eval) == 1
+
+
+def test_repeated_ids_keep_the_first_row_and_are_counted_and_named(tmp_path, caplog):
+    rows = [{"id": f"p{i % 4}", "question": f"q{i}", "answer": f"#### {i}"} for i in range(6)]  # p0 and p1 twice
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _files_cfg(path, n_train=None, n_eval=0)
+    cfg["fields"] = {**cfg["fields"], "id": "id"}
+    with caplog.at_level("WARNING", logger="training.data"):
+        splits = load_problems(cfg)
+    assert splits.stats["duplicate_ids"] == 2
+    assert splits.stats["duplicate_id_examples"] == ["p0 (mine.jsonl:5)", "p1 (mine.jsonl:6)"]
+    assert sorted((p.id, p.question) for p in splits.train) == [("p0", "q0"), ("p1", "q1"), ("p2", "q2"), ("p3", "q3")]
+    assert "data: 2 rows skipped repeating an earlier id, the first row with each id kept (first: p0 (mine.jsonl:5), " \
+           "p1 (mine.jsonl:6))" in caplog.text
+
+
+def test_unreadable_files_name_the_file_and_line(tmp_path):
+    binary = tmp_path / "mine.jsonl"
+    binary.write_bytes(b'{"question": "q", "answer": "#### 1"}\n' + bytes(range(128, 256)) + b"\n")
+    with pytest.raises(DataError, match=r"mine.jsonl:2: not UTF-8 text \(byte 0x80 at column 1\); is this a JSONL file\?$"):
+        load_problems(_files_cfg(binary))
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"question": "caf\u00e9 au lait?", "answer": "#### 1"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.jsonl:1: not UTF-8 text \(byte 0xe9 at column 18\)"):
+        load_problems(_files_cfg(latin1))
+    fake = tmp_path / "mine.parquet"
+    fake.write_text('{"question": "q", "answer": "#### 1"}\n')
+    with pytest.raises(DataError, match=r"mine.parquet: not a readable Parquet file \(.*magic bytes"):
+        load_problems(_files_cfg(fake))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("data.n_train=abc", "data.n_train must be null or an integer >= 0, got 'abc'"),
+     ("data.n_eval=-1", "data.n_eval must be null or an integer >= 0, got -1"),
+     ("data.seed=abc", "data.seed must be an integer >= 0, got 'abc'"),
+     ("data.n_train=2.5", "data.n_train must be null or an integer >= 0, got 2.5")],
+)
+def test_data_settings_are_checked_before_any_file_is_read(override, message):
+    from training.data import check_data_settings
+
+    cfg = data_cfg(override, "data.source=files", "data.train_path=/nonexistent.jsonl")
+    with pytest.raises(ConfigError) as caught:
+        check_data_settings(cfg)
+    assert str(caught.value) == message
+    with pytest.raises(ConfigError, match="got"):  # the loader reads through the same check
+        load_problems(cfg)
 
 
 def test_local_parquet(tmp_path):

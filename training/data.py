@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,12 @@ from typing import Any
 from training.answers import normalize_number, to_fraction
 from training.errors import ConfigError, DataError
 from training.jsonl import iter_jsonl
+from training.settings import as_choice, as_int, as_optional_int
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("package", "hub", "files")
+EXAMPLES = 5  # skipped rows and duplicate ids named in the log and the stats; the counts cover them all
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,8 @@ class Pool:
     origin: str  # where the rows came from, for messages: a path or "openai/gsm8k[train]"
     problems: list[Problem] = field(default_factory=list)
     n_rows: int = 0
-    skipped_no_gold: list[str] = field(default_factory=list)  # ids of rows without a parseable answer
+    skipped_no_gold: list[str] = field(default_factory=list)  # "test.jsonl:30": each row without a numeric answer
+    duplicates: list[str] = field(default_factory=list)  # "id (test.jsonl:31)": each later row repeating an id
 
 
 _UNIT = re.compile(r"\s*\([^()]*\)\s*$")
@@ -105,23 +111,39 @@ def _rows(cfg: Mapping[str, Any], split: str, path: str | None, path_key: str) -
     if file is None:
         raise ConfigError(f"data.source=files needs data.{path_key} (a .jsonl or .parquet file)")
     if file.suffix == ".parquet":
-        if not file.is_file():
-            raise DataError(f"{file}: no such file")
-        import pyarrow.parquet as pq
-
-        return str(file), ((f"{file} row {i}", row) for i, row in enumerate(pq.read_table(file).to_pylist()))
+        return str(file), ((f"{file} row {i}", row) for i, row in enumerate(_parquet_rows(file)))
     return str(file), ((f"{file}:{n}", row) for n, row in iter_jsonl(file))
 
 
+def _parquet_rows(file: Path) -> list[dict[str, Any]]:
+    if not file.is_file():
+        raise DataError(f"{file}: no such file")
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(file).to_pylist()
+    except (pyarrow.ArrowException, OSError) as err:  # not Parquet, truncated, or unreadable
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{file}: not a readable Parquet file ({reason})") from None
+
+
 def load_pool(cfg: Mapping[str, Any], split: str, path: str | None = None, path_key: str = "train_path") -> Pool:
+    """Every row of one split; rows without a numeric answer and repeats of an earlier id are skipped and named."""
     origin, rows = _rows(cfg, split, path, path_key)
     pool = Pool(origin)
+    seen: set[str] = set()
     for index, (where, row) in enumerate(rows):
         pool.n_rows += 1
         problem = normalize_row(row, cfg["fields"], where, f"{cfg['name']}-{split}-{index}")
+        short = where.replace(origin, Path(origin).name, 1)  # the origin is in the stats once; its rows by file name
         if problem is None:
-            pool.skipped_no_gold.append(where)
+            pool.skipped_no_gold.append(short)
+        elif problem.id in seen:
+            # Two problems under one id would be merged downstream (traces and filtering group by id): keep the first.
+            pool.duplicates.append(f"{problem.id} ({short})")
         else:
+            seen.add(problem.id)
             pool.problems.append(problem)
     return pool
 
@@ -131,11 +153,19 @@ def rank(problems: Sequence[Problem], seed: int) -> list[Problem]:
     return sorted(problems, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).hexdigest())
 
 
+def check_data_settings(cfg: Mapping[str, Any]) -> None:
+    """The data settings' types and ranges, before any file is read."""
+    as_choice(cfg.get("source"), "data.source", SOURCES)
+    for key in ("n_train", "n_eval"):
+        as_optional_int(cfg.get(key), f"data.{key}", 0)
+    as_int(cfg.get("seed", 0), "data.seed", 0)
+    if cfg.get("eval_from"):
+        as_choice(cfg["eval_from"].get("source"), "data.eval_from.source", SOURCES)
+
+
 def _take(problems: list[Problem], n: int | None, what: str, origin: str) -> list[Problem]:
     if n is None:
         return problems
-    if n < 0:
-        raise ConfigError(f"data.{what} must be >= 0, got {n}")
     if n > len(problems):
         raise DataError(f"data.{what}={n} exceeds the {len(problems)} problems available in {origin}")
     return problems[:n]
@@ -150,15 +180,12 @@ class Splits:
 
 def load_problems(cfg: Mapping[str, Any]) -> Splits:
     """Deterministic, disjoint train and eval subsets of the configured data set."""
-    if cfg.get("source") not in SOURCES:
-        raise ConfigError(f"data.source={cfg.get('source')!r} is not one of {', '.join(SOURCES)}")
+    check_data_settings(cfg)
     train_path = cfg.get("train_path")
     eval_from = cfg.get("eval_from")
     if eval_from:
         # Another data set's problems for eval (train on ASDiv, evaluate on SVAMP); only its source and fields
         # count: how many problems, and which, is this config's n_eval and seed.
-        if eval_from.get("source") not in SOURCES:
-            raise ConfigError(f"data.eval_from.source={eval_from.get('source')!r} is not one of {', '.join(SOURCES)}")
         eval_pool = load_pool(eval_from, eval_from["eval_split"], eval_from.get("eval_path"), "eval_from.eval_path")
         same = False
     else:
@@ -168,8 +195,9 @@ def load_problems(cfg: Mapping[str, Any]) -> Splits:
         # One pool when both splits resolve to the same rows (a single file, or SVAMP's one split).
         same = train_path == eval_path if cfg["source"] == "files" else cfg["train_split"] == cfg["eval_split"]
     train_pool = eval_pool if same else load_pool(cfg, cfg["train_split"], train_path, "train_path")
-    seed = int(cfg.get("seed", 0))
-    eval_set = _take(rank(eval_pool.problems, seed), cfg.get("n_eval"), "n_eval", eval_pool.origin)
+    seed = as_int(cfg.get("seed", 0), "data.seed", 0)
+    eval_set = _take(rank(eval_pool.problems, seed), as_optional_int(cfg.get("n_eval"), "data.n_eval", 0), "n_eval",
+                     eval_pool.origin)
     # Eval is fixed first; train never sees an eval id or an eval question text.
     held_out = {p.id for p in eval_set}, {" ".join(p.question.lower().split()) for p in eval_set}
     candidates = [
@@ -177,17 +205,36 @@ def load_problems(cfg: Mapping[str, Any]) -> Splits:
         if p.id not in held_out[0] and " ".join(p.question.lower().split()) not in held_out[1]
     ]
     where = train_pool.origin + (" after setting aside the eval set" if same else "")
-    train_set = _take(candidates, cfg.get("n_train"), "n_train", where)
+    train_set = _take(candidates, as_optional_int(cfg.get("n_train"), "data.n_train", 0), "n_train", where)
     stats = {
         "name": cfg["name"],
         "source": cfg["source"],
         "train_origin": train_pool.origin,
         "eval_origin": eval_pool.origin,
         "rows": train_pool.n_rows + (0 if same else eval_pool.n_rows),
-        "skipped_no_gold": len(train_pool.skipped_no_gold) + (0 if same else len(eval_pool.skipped_no_gold)),
+        **_skipped_stats(train_pool, None if same else eval_pool),
         "excluded_overlap": len(train_pool.problems) - len(candidates) - (len(eval_set) if same else 0),
         "n_train": len(train_set),
         "n_eval": len(eval_set),
         "seed": seed,
     }
+    _log_skipped(stats)
     return Splits(train_set, eval_set, stats)
+
+
+def _skipped_stats(train_pool: Pool, eval_pool: Pool | None) -> dict[str, Any]:
+    """Counts of the rows left out of both pools, with the first few named (file:line or id (file:line))."""
+    pools = [train_pool] + ([eval_pool] if eval_pool is not None else [])
+    no_gold = [where for pool in pools for where in pool.skipped_no_gold]
+    duplicates = [entry for pool in pools for entry in pool.duplicates]
+    return {"skipped_no_gold": len(no_gold), "skipped_no_gold_examples": no_gold[:EXAMPLES],
+            "duplicate_ids": len(duplicates), "duplicate_id_examples": duplicates[:EXAMPLES]}
+
+
+def _log_skipped(stats: Mapping[str, Any]) -> None:
+    if stats["skipped_no_gold"]:
+        log.warning("data: %d rows skipped without a numeric answer (first: %s)", stats["skipped_no_gold"],
+                    ", ".join(stats["skipped_no_gold_examples"]))
+    if stats["duplicate_ids"]:
+        log.warning("data: %d rows skipped repeating an earlier id, the first row with each id kept (first: %s)",
+                    stats["duplicate_ids"], ", ".join(stats["duplicate_id_examples"]))
