@@ -1,5 +1,7 @@
 """The filter's reasons, selection and report, on literal completions."""
 
+import json
+
 import pytest
 
 from training.answers import is_correct
@@ -88,3 +90,51 @@ def test_unknown_selection_is_a_config_error():
 
     with pytest.raises(ConfigError, match="filter.select"):
         filter_traces([], COUNTER, select="longest")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"max_think_tokens": -3}, "filter.max_think_tokens must be null or an integer >= 1, got -3"),
+     ({"max_think_tokens": 0}, "filter.max_think_tokens must be null or an integer >= 1, got 0"),
+     ({"max_think_tokens": "abc"}, "filter.max_think_tokens must be null or an integer >= 1, got 'abc'"),
+     ({"allow_empty_think": "false"}, "filter.allow_empty_think must be true or false, got 'false'"),
+     ({"select": "longest"}, "filter.select='longest' is not one of all, shortest")],
+)
+def test_filter_settings_name_the_key_the_value_and_what_is_allowed(settings, message):
+    from training.errors import ConfigError
+    from training.filtering import check_filter_settings
+
+    with pytest.raises(ConfigError) as caught:
+        check_filter_settings(settings)
+    assert str(caught.value) == message
+    check_filter_settings({"select": "shortest", "allow_empty_think": True, "max_think_tokens": 1})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"gold": None}, "traces row has no 'gold' (each row needs problem_id, question, gold and completion)"),
+     ({"problem_id": None}, "traces row has no 'problem_id'"),
+     ({"completion": ["<think>"]}, "'completion' must be a string or null, got list"),
+     ({"gold": ["72"]}, "'gold' must be str or int or float, got list"),
+     ({"sample": "0"}, "'sample' must be an integer, got str")],
+)
+def test_a_malformed_traces_row_names_its_file_and_line(tmp_path, change, message):
+    from training.errors import DataError
+    from training.jsonl import read_jsonl
+
+    good = _row("a", 0, "<think>\n48+24=72\n</think>\n#### 72")
+    bad = {key: value for key, value in {**good, **change}.items() if value is not None}
+    path = tmp_path / "traces.jsonl"
+    path.write_text(json.dumps(good) + "\n\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError) as caught:
+        filter_traces(read_jsonl(path), COUNTER)
+    assert str(caught.value).startswith(f"{path}:3: {message}")
+    # Rows built in memory have no file: they are named by position.
+    with pytest.raises(DataError, match=r"^traces row 2: "):
+        filter_traces([good, bad], COUNTER)
+
+
+def test_numeric_ids_and_gold_and_a_missing_sample_are_accepted():
+    row = {"problem_id": 7, "gold": 72, "question": "q", "completion": "<think>\n48+24=72\n</think>\n#### 72"}
+    (kept,) = filter_traces([row], COUNTER).kept
+    assert (kept["problem_id"], kept["gold"], kept["sample"]) == ("7", "72", 0)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from training.answers import is_correct, normalize_number
 from training.completions import THINK_CLOSE, THINK_OPEN, format_completion, parse_completion
-from training.errors import ConfigError
+from training.errors import DataError
+from training.settings import as_bool, as_choice, as_optional_int
 from training.tokens import TokenCounter
 
 SELECTIONS = ("all", "shortest")
@@ -72,6 +73,36 @@ def judge(completion: str, gold: str, *, error: str | None = None, allow_empty_t
     return Verdict(None, parsed.think, answer)
 
 
+def check_filter_settings(cfg: Mapping[str, Any]) -> None:
+    """The ``filter`` group's settings (select, allow_empty_think, max_think_tokens), before any trace is read."""
+    as_choice(cfg.get("select", "all"), "filter.select", SELECTIONS)
+    as_bool(cfg.get("allow_empty_think", False), "filter.allow_empty_think")
+    as_optional_int(cfg.get("max_think_tokens"), "filter.max_think_tokens", 1)
+
+
+# What each traces row must hold (traces_stage writes all of them; a file given by +filter.traces_path may not).
+_ID_TYPES, _GOLD_TYPES = (str, int), (str, int, float)
+
+
+def _trace_row(row: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """``row`` checked, with ``problem_id`` and ``gold`` as strings; DataError naming its file:line otherwise."""
+    where = getattr(row, "where", "") or f"traces row {index + 1}"
+    for key, types in (("problem_id", _ID_TYPES), ("gold", _GOLD_TYPES), ("question", (str,))):
+        if key not in row or row[key] is None:
+            raise DataError(f"{where}: traces row has no {key!r} (each row needs problem_id, question, gold and "
+                            "completion)")
+        if not isinstance(row[key], types) or isinstance(row[key], bool):
+            raise DataError(f"{where}: {key!r} must be {' or '.join(t.__name__ for t in types)}, "
+                            f"got {type(row[key]).__name__}")
+    for key in ("completion", "error"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise DataError(f"{where}: {key!r} must be a string or null, got {type(row[key]).__name__}")
+    if not isinstance(row.get("sample", 0), int) or isinstance(row.get("sample"), bool):
+        raise DataError(f"{where}: 'sample' must be an integer, got {type(row['sample']).__name__}")
+    # sample and teacher are optional in a hand-made file; the SFT rows carry them.
+    return {"sample": 0, "teacher": "unknown", **row, "problem_id": str(row["problem_id"]), "gold": str(row["gold"])}
+
+
 def length_stats(values: Sequence[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -102,8 +133,9 @@ def filter_traces(
     close_tag: str = THINK_CLOSE,
 ) -> FilterResult:
     """Judge trace rows (``problem_id``, ``sample``, ``completion``, ``gold``, ``error``)."""
-    if select not in SELECTIONS:
-        raise ConfigError(f"filter.select={select!r} is not one of {', '.join(SELECTIONS)}")
+    check_filter_settings({"select": select, "allow_empty_think": allow_empty_think,
+                           "max_think_tokens": max_think_tokens})
+    traces = [_trace_row(row, index) for index, row in enumerate(traces)]  # all checked before any is judged
     dropped: Counter[str] = Counter()
     examples: dict[str, str] = {}  # one problem id per reason, to look at
     candidates = []
