@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from analysis import cli_checks as checks
 from analysis.choose import Constraints, choose, format_choice
-from analysis.collect import Collection, collect, is_storage
+from analysis.collect import Collection, collect, is_storage, merged
 from analysis.paired_table import DEFAULT_MARGIN
 from analysis.report import build_report, format_report
 from analysis.tradeoff import tradeoff
@@ -28,28 +28,21 @@ def _sources(parser: argparse.ArgumentParser) -> None:
 
 
 def _margin_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--margin", type=_margin, default=DEFAULT_MARGIN,
+    parser.add_argument("--margin", type=checks.margin, default=DEFAULT_MARGIN,
                         help="non-inferiority margin of the paired tests against the best point, in accuracy "
                              f"(default {DEFAULT_MARGIN}): a point is not significantly worse when its paired "
                              "95 %% CI lower bound for (accuracy - the best's) is >= -margin")
 
 
-def _margin(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"the margin is an accuracy difference in [0, 1), not {text}")
-    return value
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    parser = checks.OneLineParser(prog="python -m analysis", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="Pareto fronts, hypervolume, pareto.png/csv, report.html, W&B")
     _sources(report)
     report.add_argument("--label", action="append", default=[], help="a name per PATH, in order (default: its name)")
     report.add_argument("--out", type=Path, help="where to write (default: PATH/report for one sweep dir, "
                                                   "else outputs/reports/<time>)")
-    report.add_argument("--reference-tokens", type=float,
+    report.add_argument("--reference-tokens", type=checks.reference_tokens,
                         help="the hypervolume's think-token reference (default: the baseline's, else max_new_tokens)")
     report.add_argument("--wandb", default="auto", choices=("auto", "online", "offline", "disabled"),
                         help="log the report as a W&B run (auto: online with WANDB_API_KEY, else offline)")
@@ -57,9 +50,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     _margin_arg(report)
     pick = commands.add_parser("choose", help="recommend the front point that meets constraints (PATHs are merged)")
     _sources(pick)
-    pick.add_argument("--min-accuracy", type=float, help="accuracy at least this (0-1)")
-    pick.add_argument("--max-think-tokens", type=float, help="mean think tokens at most this")
-    pick.add_argument("--max-accuracy-drop", type=float, help="accuracy at most this much below the baseline's")
+    pick.add_argument("--min-accuracy", type=checks.accuracy, help="accuracy at least this (0-1)")
+    pick.add_argument("--max-think-tokens", type=checks.think_tokens, help="mean think tokens at most this")
+    pick.add_argument("--max-accuracy-drop", type=checks.accuracy_drop,
+                      help="accuracy at most this much below the baseline's")
     _margin_arg(pick)
     render = commands.add_parser("check-render", help="screenshot report.html in headless Chromium, find the plot")
     render.add_argument("page", type=Path, help="a report.html")
@@ -95,11 +89,10 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_choose(args: argparse.Namespace) -> int:
     collections = _collect_all(args, [])
-    merged = Collection(" + ".join(c.series for c in collections), [t for c in collections for t in c.trials],
-                        sum((c.skipped for c in collections), Counter()))
-    tr = tradeoff(merged.series, merged.trials)
+    both = merged(collections)
+    tr = tradeoff(both.series, both.trials)
     choice = choose(tr, Constraints(args.min_accuracy, args.max_think_tokens, args.max_accuracy_drop, args.margin))
-    print(f"{merged.series}: {len(tr.trials)} completed trials ({merged.skipped_text()}), {len(tr.front)} on the front")
+    print(f"{both.series}: {len(tr.trials)} completed trials ({both.skipped_text()}), {len(tr.front)} on the front")
     print(format_choice(choice))
     return 0 if choice.point is not None else 1
 

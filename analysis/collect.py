@@ -59,11 +59,33 @@ class Collection:
     series: str
     trials: list[Trial] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # reason ("failed", "incomplete", "repeat") -> count
+    unreadable: list[str] = field(default_factory=list)  # "<path>: <why>" of each unreadable metrics.json
 
     def skipped_text(self) -> str:
+        """``skipped 1 failed, 1 unreadable metrics.json: <path>: malformed JSON (...)``: a count alone would
+        leave the user searching the sweep dir for the broken file."""
         if not self.skipped:
             return "none skipped"
-        return "skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        parts = [f"{n} {reason}" for reason, n in sorted(self.skipped.items()) if reason != UNREADABLE]
+        if self.skipped[UNREADABLE]:
+            parts.append(f"{self.skipped[UNREADABLE]} {UNREADABLE} {METRICS_FILE}"
+                         + (f": {'; '.join(self.unreadable)}" if self.unreadable else ""))
+        return "skipped " + ", ".join(parts)
+
+
+def merged(collections: list[Collection]) -> Collection:
+    """Several series as one (``choose`` over several paths)."""
+    return Collection(" + ".join(c.series for c in collections), [t for c in collections for t in c.trials],
+                      sum((c.skipped for c in collections), Counter()), [u for c in collections for u in c.unreadable])
+
+
+def _unreadable_reason(run_dir: Path, error: str) -> str:
+    """``<path>: malformed JSON (<decoder's words>)`` from read_metrics' ``<path>: <error>``."""
+    path = str(run_dir / METRICS_FILE)
+    why = error.removeprefix(f"{path}: ")
+    if why != "not a JSON object" and not why.startswith("["):  # "[Errno 13] ...": an OSError, said as it is
+        why = f"malformed JSON ({why})"
+    return f"{path}: {why}"
 
 
 def params_from_overrides(lines: list[str]) -> dict[str, str]:
@@ -121,6 +143,8 @@ def collect_dir(root: Path, series: str | None = None) -> Collection:
         status = metrics.get("status")
         if status in ("failed", UNREADABLE):
             collection.skipped[status] += 1
+            if status == UNREADABLE:
+                collection.unreadable.append(_unreadable_reason(run_dir, str(metrics.get("error", ""))))
         elif status != "completed" or not _has_scores(metrics):
             collection.skipped["incomplete" if status != "completed" else "without eval"] += 1
         else:
@@ -193,4 +217,7 @@ def collect(source: str, study_name: str | None = None, series: str | None = Non
         collection = collect_dir(path, series)
     if not collection.trials and not collection.skipped:
         raise CotParetoError(f"{source} holds no trials (no run dir with a metrics.json)")
+    if not collection.trials:
+        # A report or a choice over nothing would only look like an answer.
+        raise CotParetoError(f"{source} holds no completed trial ({collection.skipped_text()})")
     return collection

@@ -64,6 +64,7 @@ def paired_summary(evidence: PairedEvidence) -> dict[str, Any]:
 
 def summary(tr: Tradeoff, collection: Collection, evidence: PairedEvidence) -> dict[str, Any]:
     return {"series": tr.series, "completed": len(tr.trials), "skipped": dict(collection.skipped),
+            "unreadable": collection.unreadable,
             "baseline": None if tr.baseline is None else {"trial": tr.baseline.name, "accuracy": tr.baseline.accuracy,
                                                           "mean_think_tokens": tr.baseline.mean_think_tokens},
             "reference": list(tr.reference), "reference_source": tr.reference_source,

@@ -1,7 +1,8 @@
 """Log a report to W&B as one run of the sweep's group: the Pareto scatter, the front table, hypervolumes,
 and the paired table (each front point and the baseline against the best: Δ accuracy [95 % CI], p, n to decide).
 
-Offline unless the user has a key (the same rule as the trials' runs, ``sweep.tracking.resolve_mode``).
+Offline unless the user has a key (the same rule as the trials' runs, ``sweep.tracking.resolve_mode``);
+``--wandb online|offline|disabled`` beats a ``WANDB_MODE`` in the environment, ``--wandb auto`` does not.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def log_report(report: Report, group: str, mode: str = "auto", project: str = "cot-pareto") -> str | None:
     """The run's mode and dir, or None when W&B is disabled; the run is always finished."""
-    mode = resolve_mode(mode)
+    mode = resolve_mode(mode, explicit=True)  # --wandb disabled must win over an exported WANDB_MODE
     if mode == "disabled":
         return None
     import wandb

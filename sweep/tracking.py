@@ -25,11 +25,14 @@ MODES = ("auto", "online", "offline", "disabled")
 SAMPLE_COLUMNS = ("id", "gold", "extracted", "correct", "think_tokens", "completion_tokens", "output")
 
 
-def resolve_mode(requested: str, environ: Mapping[str, str] = os.environ) -> str:
-    if environ.get("WANDB_MODE"):
-        return environ["WANDB_MODE"]
+def resolve_mode(requested: str, environ: Mapping[str, str] = os.environ, explicit: bool = False) -> str:
+    """The W&B mode to run in. ``explicit``: ``requested`` came from a command-line flag, which beats a
+    ``WANDB_MODE`` in the environment unless it is ``auto`` (a trial's config value does not: the
+    data-parallel workers are silenced through ``WANDB_MODE=disabled``)."""
     if requested not in MODES:
         raise ConfigError(f"wandb.mode={requested!r} is not one of {', '.join(MODES)}")
+    if environ.get("WANDB_MODE") and not (explicit and requested != "auto"):
+        return environ["WANDB_MODE"]
     if requested == "auto":
         return "online" if environ.get("WANDB_API_KEY") else "offline"
     return requested
