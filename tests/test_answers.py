@@ -1,4 +1,4 @@
-"""Literal-string tests for training.answers: one row per extraction or scoring rule."""
+"""Literal-string tests for training.answers and training.numbers: one row per extraction or scoring rule."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from training.answers import (
     extract_strict,
     is_correct,
     normalize_number,
+    read_statement,
     strip_think,
     to_fraction,
 )
@@ -34,6 +35,11 @@ from training.answers import (
         ("50%", "50"),
         ("50\\%", "50"),
         ("18.00", "18.00"),
+        (".5", "0.5"),  # a leading point is a decimal, not the 5 after it
+        ("-.5", "-0.5"),
+        ("7.2e1", "72"),  # an exponent is written out, not cut off
+        ("2.5e-1", "0.25"),
+        ("1e999", None),  # an exponent too large to write out is no answer
         ("1,2,3", None),
         ("...", None),
         ("apples", None),
@@ -53,6 +59,7 @@ def test_normalize_number(text: str, expected: str | None) -> None:
         ("$1,000", Fraction(1000)),
         ("50%", Fraction(50)),
         ("\u22123", Fraction(-3)),
+        ("7.2e1", Fraction(72)),
         ("1/0", None),
         ("abc", None),
     ],
@@ -84,11 +91,62 @@ def test_strip_think_custom_tags() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        # One number, words around it allowed.
+        ("72", "72"),
+        (" $72.00 ", "72.00"),
+        ("72 apples.", "72"),
+        ("**72**", "72"),
+        ("two-liter bottles: 5", "5"),  # a hyphen between letters is a word's
+        ("\\frac{3}{4}", "3/4"),
+        ("\\boxed{\\text{18}}", "18"),
+        ("1{,}000", "1000"),
+        # An equation reads the value after its last "=", and only when the other sides compute it.
+        ("48 + 24 = 72", "72"),
+        ("t = 48 + 24 = 72", "72"),
+        ("Total = $72", "72"),
+        ("(48 + 24) / 2 = 36", "36"),
+        ("3 x 4 = 12", "12"),
+        ("3 \\times 4 = 12", "12"),
+        ("50% * 40 = 20", "20"),  # as an operand a percent is a share
+        ("0.75 = \\frac{3}{4}", "3/4"),
+        ("48 + 24 = 73", None),  # the equation does not hold: 72 or 73?
+        ("48 + 24 = 72 + 1", None),  # the value side is arithmetic, not a value
+        ("48 apples + 24 = 72", None),  # words on the arithmetic side
+        ("72 = 48 + 24", None),
+        # No single number.
+        ("48 + 24", None),  # arithmetic with no stated result
+        ("5-7", None),  # a range, or a subtraction: unreadable either way
+        ("5 - 3", None),
+        ("7 or 8", None),
+        ("3:30", None),
+        ("1,2,3", None),
+        ("2 1/2", None),
+        ("x/2", None),
+        ("3/0", None),
+        ("", None),
+        ("I am not sure", None),
+    ],
+)
+def test_read_statement(text: str, expected: str | None) -> None:
+    assert read_statement(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         ("so 2 + 2 = 4\n#### 4", "4"),
         ("#### 1,000", "1000"),
         ("#### -3", "-3"),
         ("#### 18.", "18"),
-        ("#### 5\nlater #### 6", "5"),  # first match, as lm-eval
+        ("#### .5", "0.5"),
+        ("#### 72 apples", "72"),  # lm-eval's strict regex reads the same
+        ("#### 5\nlater #### 6", "6"),  # the last line counts (lm-eval: the first)
+        ("#### 6\n####", None),  # the last line states nothing
+        ("#### 48 + 24 = 72", None),  # lm-eval: 48; strict wants one plain number
+        ("#### 5-7", None),  # lm-eval: 5
+        ("#### 7.2e1", None),  # lm-eval: 7.2
+        ("#### 1/17", None),  # lm-eval: 1
+        ("#### 1,2,3", None),
         ("#### $18", None),  # strict does not tolerate a dollar sign
         ("####18", None),  # nor a missing space
         ("The answer is 18", None),
@@ -104,18 +162,29 @@ def test_strict(text: str, expected: str | None) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        # 1. #### tolerant to $ and spaces, beats everything below it.
+        # 1. The LAST #### line, tolerant to $ and spaces, beats everything below it; read whole.
         ("#### $18", "18"),
         ("####   \\$1,000", "1000"),
         ("The answer is 3.\n#### 4\nThe answer is 5", "4"),
-        ("#### 7 \\boxed{8}", "7"),
-        # 2. "the answer is", LAST occurrence, beats \boxed and trailing numbers.
+        ("#### 24\nWait, 48 + 24 = 72.\n#### 72", "72"),
+        ("#### 24 ... Wait, 24 was half of it ... #### 72", "72"),
+        ("#### 72\n#### 7 or 8", None),  # the final statement is unreadable: no falling back to 72
+        ("#### 7 \\boxed{8}", None),
+        ("####\n72", None),  # an empty answer line: the number under it is not on it
+        ("#### \\frac{3}{4}", "3/4"),
+        ("#### 7.2e1", "72"),
+        ("#### 48 + 24 = 72", "72"),
+        # 2. "the answer is": the LAST one, the arithmetic span right after it.
         ("The answer is 5. Wait, the answer is 6. Check: 6 * 2 = 12", "6"),
         ("The final answer is $\\boxed{42}$. Total 100 words.", "42"),
         ("**Answer:** $18.00", "18.00"),
         ("answer: \\(\\frac{1}{2}\\)", "1/2"),
         ("THE ANSWER IS **\u22124**", "-4"),
         ("The answer is 12 but \\boxed{13}", "12"),
+        ("The answer is .5", "0.5"),
+        ("The answer is 48 + 24 = 72 apples.", "72"),
+        ("The answer is 5-7 pages", None),
+        ("What the answer is depends on it: 9", "9"),  # a cue with no number is prose
         # 3. LAST \boxed{...}, one level of nested braces.
         ("\\boxed{1} then \\boxed{2} and 99", "2"),
         ("So $\\boxed{\\frac{1}{2}}$.", "1/2"),
@@ -123,14 +192,19 @@ def test_strict(text: str, expected: str | None) -> None:
         ("\\boxed{50\\%}", "50"),
         ("\\boxed{1,000}", "1000"),
         ("\\boxed{18 \\text{ dollars}}", "18"),
-        # 4. last number in the text.
+        ("\\boxed{x = 5}", "5"),
+        ("\\boxed{5-7}", None),
+        # 4. the last number in the text, unless it is part of bare arithmetic.
         ("She has 3 apples and buys 4 more, so 7 total", "7"),
         ("1,2,3", "3"),
         ("The total is 5.", "5"),
         ("It costs $1,234.50 in all", "1234.50"),
         ("half is 3/4 cup", "3/4"),
         ("went from 10 to \u22122", "-2"),
-        ("pages 5-7", "7"),
+        ("So 6 * 2 = 12", "12"),
+        ("So 6 * 2 = 13", None),
+        ("pages 5-7", None),
+        ("so it is 5 - 3", None),
         ("a 50% discount", "50"),
         ("Hmm...", None),
         ("", None),
@@ -150,6 +224,7 @@ def test_flexible(text: str, expected: str | None) -> None:
         ("counting 1 2 3</think>so 10", "10"),  # stray closer from a pre-filled <think>
         ("<think>\\boxed{9}</think>\\boxed{8}", "8"),
         ("<think>The answer is 9</think>maybe 8", "8"),
+        ("#### 5\n<think>#### 9</think>", "5"),  # the last #### outside the block
     ],
 )
 def test_flexible_never_reads_think(text: str, expected: str | None) -> None:
@@ -165,6 +240,44 @@ def test_extractors_registry() -> None:
     assert EXTRACTORS == {"strict": extract_strict, "flexible": extract_flexible}
 
 
+# Each class of wrong answer a grader could count as right, and its mirror: (output, gold, flexible, strict).
+@pytest.mark.parametrize(
+    ("output", "gold", "flexible", "strict"),
+    [
+        # Rounding: no tolerance, whatever decimals the gold was written with.
+        ("#### 0.45", "0.5", False, False),
+        ("#### 0.5", "0.5", True, True),
+        ("#### 2.54", "2.5", False, False),
+        ("#### 2.50", "2.5", True, True),
+        ("#### $12.49", "12.50", False, False),
+        ("#### $12.50", "12.5", True, False),  # strict refuses the "$"
+        # A leading point.
+        ("#### .5", "5", False, False),
+        ("#### .5", "0.5", True, True),
+        ("The answer is .5", "5", False, False),
+        ("The answer is .5", "0.5", True, False),
+        # The value a line states, not its first number.
+        ("#### 48 + 24 = 72", "48", False, False),
+        ("#### 48 + 24 = 72", "72", True, False),
+        ("#### 5-7", "5", False, False),
+        ("#### 5-7", "7", False, False),
+        ("#### 5-3", "5", False, False),
+        ("#### 5-3", "2", False, False),  # bare arithmetic states no result
+        ("#### 7.2e1", "7.2", False, False),
+        ("#### 7.2e1", "72", True, False),
+        # LaTeX.
+        ("#### \\frac{3}{4}", "4", False, False),
+        ("#### \\frac{3}{4}", "0.75", True, False),
+        # Self-correction: the last answer line wins.
+        ("#### 24\nWait, that is half. 48 + 24 = 72\n#### 72", "24", False, False),
+        ("#### 24\nWait, that is half. 48 + 24 = 72\n#### 72", "72", True, True),
+    ],
+)
+def test_wrong_answers_are_never_counted_right(output: str, gold: str, flexible: bool, strict: bool) -> None:
+    assert is_correct(extract_flexible(output), gold) is flexible
+    assert is_correct(extract_strict(output), gold) is strict
+
+
 @pytest.mark.parametrize(
     ("pred", "gold"),
     [
@@ -174,11 +287,11 @@ def test_extractors_registry() -> None:
         ("1/2", "0.5"),
         ("50%", "50"),
         ("-3", "\u22123"),
-        ("3.333", "3.33"),  # more precise than the gold: round half-up to 2 places
-        ("10/3", "3.33"),
-        ("2.665", "2.67"),  # half-up: banker's rounding would give 2.66
-        ("-2.665", "-2.67"),
         ("3.0", "3"),
+        ("5", "5.0"),  # SVAMP writes golds as floats
+        ("0.5", ".5"),
+        ("72", "7.2e1"),
+        ("10/3", "10/3"),
     ],
 )
 def test_is_correct_equivalent(pred: str, gold: str) -> None:
@@ -191,10 +304,13 @@ def test_is_correct_equivalent(pred: str, gold: str) -> None:
         (None, "18"),
         ("abc", "18"),
         ("17", "18"),
-        ("3.3", "3.33"),  # less precise than the gold: no rounding
-        ("3.4", "3"),  # integer gold: no tolerance
+        ("3.333", "3.33"),  # no rounding tolerance either way
+        ("10/3", "3.33"),
+        ("2.665", "2.67"),
+        ("3.3", "3.33"),
+        ("0.45", "0.5"),
+        ("3.4", "3"),
         ("2.9999", "3"),
-        ("3.334", "3.34"),
         ("0.5", "50%"),  # percent is only stripped, not divided by 100
         ("1/0", "0"),
         ("18", "not a number"),

@@ -1,116 +1,66 @@
 """Final-answer extraction and scoring for GSM8K-style outputs.
 
-Two named extractors in the spirit of lm-evaluation-harness:
+Two named extractors in the spirit of lm-evaluation-harness, with one rule for
+what counts as the answer:
 
-* ``strict``   -- lm-eval's gsm8k "strict-match": the first ``#### N``.
-* ``flexible`` -- ``#### N`` tolerant to ``$``, then "the answer is N",
-  then the last ``\\boxed{N}``, then the last number in the text.
+* Only text outside ``<think>...</think>`` is read: a number the model merely
+  considered while thinking must never count as its answer.
+* The LAST ``####`` marker outside the think block counts, and the rest of its
+  line is the answer. lm-eval's strict regex takes the first match; we take the
+  last because a model that corrects itself ("#### 24 ... wait ... #### 72")
+  means its final statement, and a trained model writes exactly one such line.
+* That line must state one number (see :mod:`training.numbers`): "72",
+  "$72.00", "72 apples", ".5", "7.2e1", "\\frac{3}{4}", or an equation whose
+  value follows the last ``=`` ("48 + 24 = 72" -> 72, checked exactly; "t = 72").
+  A line holding no single number ("5-7", "48 + 24", "7 or 8", "48 + 24 = 73",
+  nothing) is *unreadable*: the extractor returns None, exactly as for a missing
+  answer, and grading counts it as a format error. It never falls back to some
+  other number in the text: that would be a guess.
 
-Both read only the text outside ``<think>...</think>``: the point of the project
-is to measure how short the thinking can be, so a number the model merely
-considered while thinking must never count as its answer.
+``strict``   -- the line must start with lm-eval's strict number
+               (``#### (-?[0-9.,]+)``: no ``$``, one space) and hold no other digit.
+``flexible`` -- the line as above; with no ``####`` at all, the span after the
+               last "the answer is", else the last ``\\boxed{}``, else the last
+               number in the text (lm-eval's flexible rule), each read the same
+               way: "pages 5-7" ends in a range, not in the answer 7.
+
+Correctness is exact equality of rationals: no rounding tolerance, because a
+gold does not say whether it was rounded, and "0.45" is not "0.5".
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
-from fractions import Fraction
 
 from training.completions import THINK_CLOSE, THINK_OPEN
+from training.numbers import first_span, last_span, normalize_number, read_statement, to_fraction
 
 __all__ = [
     "EXTRACTORS",
+    "answer_line",
     "extract_answer",
     "extract_flexible",
     "extract_strict",
     "is_correct",
     "normalize_number",
+    "read_statement",
     "strip_think",
     "to_fraction",
 ]
 
-# A number as it appears in prose. Unlike lm-eval's ``[$0-9.,]{2,}`` it needs a
-# digit (so "..." is not a number), accepts commas only as thousands groups (so
-# "1,2,3" is three numbers, not 123) and needs a digit after a decimal point (so
-# the full stop in "is 5." is not read as one). A sign counts only when it does
-# not follow a word character: in "5-3" or "pages 5-7" the hyphen is an operator
-# or a range, not a negative sign.
-_NUMBER = (
-    r"(?:(?<![\w)\]])[-\u2212])?"  # sign, not right after a word or bracket
-    r"(?:\\?\$)?"  # dollar, possibly LaTeX-escaped
-    r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)"  # thousands groups or plain digits
-    r"(?:\.\d+)?"  # decimals need a digit after the point
-    r"(?:/\d+)?"  # a/b
-    r"(?:\\?%)?"  # percent, possibly LaTeX-escaped
-)
-_NUMBER_RE = re.compile(_NUMBER)
-_FRAC = r"\\[dt]?frac\s*\{[^{}]*\}\s*\{[^{}]*\}"
-_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
-
+ANSWER_MARK = "####"
 # lm-eval gsm8k strict-match, verbatim: "#### $18" deliberately does not match.
 _STRICT_RE = re.compile(r"#### (\-?[0-9\.\,]+)")
-_HASH_RE = re.compile(r"####[ \t]*(" + _NUMBER + ")")
-# Markup models put between "the answer is" and the number: bold, colons, inline
-# math delimiters, \boxed{ / \text{ wrappers. None of it contains a digit.
-_ANSWER_RE = re.compile(
+# "the answer is" and the markup models put before the number: bold, colons, inline math
+# delimiters, \boxed{ / \text{ wrappers. None of it contains a digit.
+_ANSWER_CUE_RE = re.compile(
     r"(?:\b(?:the\s+)?(?:final\s+)?answer\s+is\b|\banswer\s*:)"
-    r"(?:\s|\*|:|\\?\$|\\\(|\\\[|\\boxed\s*\{|\\text(?:bf)?\s*\{)*"
-    r"(" + _FRAC + "|" + _NUMBER + ")",
+    r"(?:[ \t]|\*|:|\\?\$|\\\(|\\\[|\\boxed\s*\{|\\text(?:bf)?\s*\{)*",
     re.IGNORECASE,
 )
 # One level of nested braces covers \boxed{\frac{1}{2}} and \boxed{\text{18}}.
 _BOXED_RE = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
-_CLEAN_RE = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:/\d+)?")
-_THOUSANDS_RE = re.compile(r"\d{1,3}(?:,\d{3})+")
-
-
-def normalize_number(text: str) -> str | None:
-    """Clean one number token: "$1,000." -> "1000", "\\frac{3}{4}" -> "3/4", "50%" -> "50".
-
-    Decimals are kept as written ("18.00" stays "18.00"): numeric equivalence is
-    :func:`is_correct`'s job, and the gold's number of decimals matters there.
-    """
-    s = _FRAC_RE.sub(r"\1/\2", text.strip())
-    # LaTeX thousands spacing ("1\,000", "1{,}000") and escaped symbols.
-    s = s.replace("{,}", ",").replace("\\,", "").replace("\\!", "")
-    s = s.replace("\\$", "").replace("$", "").replace("\\%", "%")
-    s = s.replace("\u2212", "-").strip()
-    s = s.rstrip(".,").removesuffix("%").rstrip(".,").strip()
-    s = re.sub(r"^([+-])\s+", r"\1", s)
-    s = re.sub(r"\s*/\s*", "/", s)
-    s = s.removeprefix("+")
-    if "," in s:
-        # Commas are only ever thousands separators; "1,2,3" is not a number,
-        # and silently joining it into 123 would invent an answer.
-        body = s.lstrip("-")
-        for part in body.split("/"):
-            integer = part.split(".")[0]
-            if "," in integer and not _THOUSANDS_RE.fullmatch(integer):
-                return None
-            if "," in part.partition(".")[2]:
-                return None
-        s = s.replace(",", "")
-    return s if _CLEAN_RE.fullmatch(s) else None
-
-
-def to_fraction(text: str) -> Fraction | None:
-    """Parse an integer, decimal, a/b or percent string into an exact Fraction.
-
-    Exact arithmetic because float would make "0.1 + 0.2"-style answers and
-    repeating fractions compare unreliably.
-    """
-    clean = normalize_number(text)
-    if clean is None:
-        return None
-    numerator, _, denominator = clean.partition("/")
-    value = Fraction(numerator)
-    if denominator:
-        if int(denominator) == 0:
-            return None
-        value /= Fraction(denominator)
-    return value
 
 
 def strip_think(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str:
@@ -137,43 +87,41 @@ def strip_think(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CL
     return "".join(visible)
 
 
-def _last_number(text: str) -> str | None:
-    for match in reversed(list(_NUMBER_RE.finditer(text))):
-        clean = normalize_number(match.group(0))
-        if clean is not None:
-            return clean
-    return None
+def answer_line(visible: str) -> str | None:
+    """The line that counts: from the last ``####`` to the end of its line; None without a ``####``."""
+    start = visible.rfind(ANSWER_MARK)
+    return None if start < 0 else visible[start:].split("\n", 1)[0]
 
 
 def extract_strict(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
-    """lm-eval gsm8k strict-match: the first ``#### N`` (no ``$``, one space) outside the think block."""
-    match = _STRICT_RE.search(strip_think(text, open_tag, close_tag))
-    return normalize_number(match.group(1)) if match else None
+    """lm-eval gsm8k strict-match on the last ``####`` line, which must hold no other digit."""
+    line = answer_line(strip_think(text, open_tag, close_tag))
+    match = _STRICT_RE.match(line) if line else None
+    if match is None or any(ch.isdigit() for ch in line[match.end() :]):
+        return None  # "#### 48 + 24 = 72", "#### 5-7", "#### 7.2e1": not one plain number
+    return normalize_number(match.group(1))
 
 
 def extract_flexible(text: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
-    """First rule that finds a number: ``####``, "the answer is", last ``\\boxed``, last number."""
+    """The last ``####`` line; without one: "the answer is", the last ``\\boxed``, the last number."""
     visible = strip_think(text, open_tag, close_tag)
+    line = answer_line(visible)
+    if line is not None:
+        return read_statement(line[len(ANSWER_MARK) :])
 
-    match = _HASH_RE.search(visible)
-    if match and (clean := normalize_number(match.group(1))) is not None:
-        return clean
+    # The last statement wins: models often restate or correct themselves. A cue with no number
+    # after it ("what the answer is depends on...") is prose, not a statement.
+    for match in reversed(list(_ANSWER_CUE_RE.finditer(visible))):
+        span = first_span(visible[match.end() :].split("\n", 1)[0])
+        if span is not None:
+            return read_statement(span)
 
-    # The last statement wins: models often restate or correct themselves.
-    for match in reversed(list(_ANSWER_RE.finditer(visible))):
-        if (clean := normalize_number(match.group(1))) is not None:
-            return clean
+    boxes = _BOXED_RE.findall(visible)
+    if boxes:
+        return read_statement(boxes[-1])
 
-    for match in reversed(list(_BOXED_RE.finditer(visible))):
-        content = match.group(1)
-        # "\boxed{18 \text{ dollars}}" or "\boxed{x = 5}": fall back to its last number.
-        clean = normalize_number(content)
-        if clean is None:
-            clean = _last_number(_FRAC_RE.sub(r"\1/\2", content))
-        if clean is not None:
-            return clean
-
-    return _last_number(visible)
+    span = last_span(visible)
+    return read_statement(span) if span is not None else None
 
 
 EXTRACTORS: dict[str, Callable[..., str | None]] = {
@@ -192,31 +140,13 @@ def extract_answer(text: str, mode: str = "flexible", open_tag: str = THINK_OPEN
     return extractor(text, open_tag, close_tag)
 
 
-def _round_half_up(value: Fraction, places: int) -> Fraction:
-    scale = 10**places
-    magnitude = math.floor(abs(value) * scale + Fraction(1, 2))
-    return Fraction(magnitude if value >= 0 else -magnitude, scale)
-
-
 def is_correct(pred: str | None, gold: str) -> bool:
-    """Exact numeric equality after normalization, with one rounding tolerance.
+    """Exact numeric equality after normalization: "18.00" = "18", "1/2" = "0.5", "$1,000" = "1000".
 
-    When the gold is written with k >= 1 decimals ("3.33"), a prediction with more
-    precision ("3.333", "10/3") is rounded half-up to k places first: the gold was
-    itself rounded, so demanding more digits would be unfair. A less precise
-    prediction ("3.3") is not rounded and stays wrong; an integer gold gets no
-    tolerance at all ("3.4" is not 3).
+    No rounding tolerance: the data sets do not mark which golds were rounded, and
+    accepting whatever rounds to the gold would count "0.45" right for "0.5".
     """
     if pred is None:
         return False
-    pred_value = to_fraction(pred)
-    gold_clean = normalize_number(gold)
-    if pred_value is None or gold_clean is None:
-        return False
-    gold_value = to_fraction(gold_clean)
-    if gold_value is None:
-        return False
-    if "/" not in gold_clean and "." in gold_clean:
-        places = len(gold_clean.partition(".")[2])
-        pred_value = _round_half_up(pred_value, places)
-    return pred_value == gold_value
+    pred_value, gold_value = to_fraction(pred), to_fraction(gold)
+    return pred_value is not None and gold_value is not None and pred_value == gold_value
