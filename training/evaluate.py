@@ -40,9 +40,13 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 
 def format_ok(output: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> bool:
-    """One closed think block, then a ``#### N`` answer line: the format every level trains."""
+    """One closed think block, then a ``#### N`` answer line: the format every level trains.
+
+    An answer line that states no single number ("#### 5-7") is a format error, as a missing one is.
+    """
     parsed = parse_completion(output, open_tag, close_tag)
-    return parsed.well_formed and bool(parsed.answers)
+    readable = extract_answer(output, "flexible", open_tag, close_tag) is not None
+    return parsed.well_formed and bool(parsed.answers) and readable
 
 
 def grade_sample(problem: Problem, prompt: list[dict[str, str]], generated: Generated, counter: TokenCounter,
