@@ -11,6 +11,7 @@ copy is removed, so a later run never mistakes it for a finished one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -49,7 +50,14 @@ def replace_atomically(target: Path, build: Callable[[Path], None]) -> Path:
     old = target.with_name(f".{target.name}.{os.getpid()}.old")
     _remove(tmp)
     try:
-        build(tmp)
+        try:
+            build(tmp)
+        except Exception as err:
+            # Native writers (the tokenizers library) report a full disk as a bare Exception: make it the OSError
+            # it is, naming the target, so the trial's one-line error can say where.
+            if isinstance(err, OSError) or "No space left on device" not in str(err):
+                raise
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target)) from err
         if target.exists():
             target.rename(old)  # a folder cannot be replaced by rename(); move the old one aside first
         tmp.rename(target)

@@ -46,7 +46,8 @@ def storage_error(err: BaseException) -> StorageError | None:
     """A full disk (anywhere in ``err``'s chain) as one line naming the path; None for any other error."""
     seen: BaseException | None = err
     while seen is not None:
-        if isinstance(seen, OSError) and (seen.errno in NO_SPACE or "No space left on device" in str(seen)[:2000]):
+        # Not only OSError: native libraries (tokenizers, safetensors) raise a bare Exception with the OS text.
+        if (isinstance(seen, OSError) and seen.errno in NO_SPACE) or "No space left on device" in str(seen)[:2000]:
             where = f" writing {seen.filename}" if getattr(seen, "filename", None) else ""
             detail = "" if where else f" ({short_os_error(seen)})"
             return StorageError(f"no space left on device{where}{detail}: free some space or point the run dir "
