@@ -9,12 +9,12 @@ stop the run at once: every other request would fail the same way.
 
 Every answer is stored in a :class:`~training.response_cache.ResponseCache` as it arrives,
 so a killed run loses nothing it received. The API key is read from the environment
-variable named by ``api_key_env`` for each request and is never stored or logged.
+variable named by ``api_key_env`` for each request and is never stored or logged: it is
+masked in every answer (a server may echo it) before the answer is cached or traced.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import random
@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from training.response_cache import ResponseCache, request_key
 from training.stage_cache import cache_dir as stage_cache_dir
 from training.teachers.base import Trace
 from training.teachers.prompts import teacher_prompts
+from training.teachers.replies import redact, redacted_excerpt, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class OpenAITeacher:
         answer = self.cache.get(key)
         if answer is not None:
             self._count("cache_hits")
+            answer = redact(answer, self._api_key(warn=False))  # an entry cached before answers were masked
         else:
             try:
                 answer = self._request(client, abort, body)
@@ -178,12 +179,12 @@ class OpenAITeacher:
             self._count("sent")
             response = client.post(self.url, json=body, headers={"Authorization": f"Bearer {key}"} if key else {})
         except httpx.TransportError as err:  # connection refused or reset, timeouts, protocol errors
-            raise _Retry(self._redact(f"{type(err).__name__}: {err}", key)) from None
+            raise _Retry(redact(f"{type(err).__name__}: {err}", key)) from None
         status = response.status_code
         if status in AUTH_STATUS:
             raise TeacherError(self._auth_message(status, key))
         if status in RETRY_STATUS or status >= 500:
-            raise _Retry(f"HTTP {status}: {self._server_text(response, key)}", _retry_after(response))
+            raise _Retry(f"HTTP {status}: {self._server_text(response, key)}", retry_after(response))
         if status >= 400:
             raise TeacherError(f"{self.url} rejected the request with HTTP {status}: {self._server_text(response, key)}")
         try:
@@ -195,9 +196,12 @@ class OpenAITeacher:
             raise _Retry(f"malformed response: {self._server_text(response, key)}") from None
         # vLLM's reasoning parsers (and transformers serve) split the think text out of the content.
         content, reasoning = message.get("content"), message.get("reasoning_content") or message.get("reasoning")
-        return {"content": content if isinstance(content, str) else "",
-                "reasoning": reasoning if isinstance(reasoning, str) else "",
-                "finish_reason": choice.get("finish_reason"), "model": data.get("model"), "usage": data.get("usage")}
+        # Masked here, before the cache, the trace or a log sees it: a server that echoes the request's
+        # headers would otherwise put the key into every file the run writes.
+        return redact({"content": content if isinstance(content, str) else "",
+                       "reasoning": reasoning if isinstance(reasoning, str) else "",
+                       "finish_reason": choice.get("finish_reason"), "model": data.get("model"),
+                       "usage": data.get("usage")}, key)
 
     def _completion(self, answer: dict[str, Any]) -> str:
         """The answer in the trace format: the think block put back when the server split it out."""
@@ -209,9 +213,9 @@ class OpenAITeacher:
             return f"{self.think_open}\n{content.lstrip()}"
         return content
 
-    def _api_key(self) -> str | None:
+    def _api_key(self, warn: bool = True) -> str | None:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if self.api_key_env and not key:
+        if warn and self.api_key_env and not key:
             with self._lock:
                 if not self._warned_no_key:
                     self._warned_no_key = True
@@ -224,30 +228,11 @@ class OpenAITeacher:
         where = f"${self.api_key_env} is not set" if self.api_key_env else "set teacher.api_key_env to its variable"
         return f"{self.url} answered HTTP {status}: the server wants an API key: {where}"
 
-    def _server_text(self, response: httpx.Response, key: str | None) -> str:
-        text = " ".join(response.text.split())
-        text = text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + "..."
-        return self._redact(text or "(empty body)", key)
-
     @staticmethod
-    def _redact(text: str, key: str | None) -> str:
-        # Servers sometimes echo what they were sent; the key must never reach a trace or a log.
-        return text.replace(key, "***") if key else text
+    def _server_text(response: httpx.Response, key: str | None) -> str:
+        return redacted_excerpt(response.text, key, MESSAGE_CHARS) or "(empty body)"
 
     def _count(self, stat: str, n: int = 1) -> None:
         with self._lock:
             self.stats[stat] += n
 
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (RFC 9110: delta-seconds or an HTTP date), or None."""
-    value = response.headers.get("Retry-After", "")  # absent: "" fails both parses below
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):  # neither form: wait as the backoff says
-        return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds()) if when.tzinfo else None
