@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from training.errors import ConfigError
+from training.settings import as_bool, as_float, as_int
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +29,19 @@ class Generated:
 
 def generation_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``generate`` keyword arguments for the sampling settings in ``cfg``, validated."""
-    max_new = int(cfg.get("max_new_tokens", 0))
-    if max_new < 1:
-        raise ConfigError(f"sampling.max_new_tokens must be at least 1, got {max_new}")
-    rep = float(cfg.get("repetition_penalty", 1.0))
-    if rep <= 0:
-        raise ConfigError(f"sampling.repetition_penalty must be positive, got {rep}")
+    max_new = as_int(cfg.get("max_new_tokens", 0), "sampling.max_new_tokens", 1, "at least 1")
+    rep = as_float(cfg.get("repetition_penalty", 1.0), "sampling.repetition_penalty", low=0, low_open=True,
+                   allowed="positive")
+    # Not a generate() argument (generate applies it as a logits processor), but a setting all the same.
+    as_float(cfg.get("presence_penalty", 0.0), "sampling.presence_penalty")
     kwargs: dict[str, Any] = {"max_new_tokens": max_new, "repetition_penalty": rep}
-    if not cfg.get("do_sample"):
+    if not as_bool(cfg.get("do_sample") or False, "sampling.do_sample"):
         # Explicit values so a model's own generation_config (often temperature 0.7) cannot leak in.
         return {**kwargs, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    temperature, top_p, top_k = float(cfg["temperature"]), float(cfg["top_p"]), int(cfg["top_k"])
-    if temperature <= 0:
-        raise ConfigError(f"sampling.temperature must be positive when sampling, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ConfigError(f"sampling.top_p must be in (0, 1], got {top_p}")
-    if top_k < 0:
-        raise ConfigError(f"sampling.top_k must be >= 0 (0 turns it off), got {top_k}")
+    temperature = as_float(cfg.get("temperature"), "sampling.temperature", low=0, low_open=True,
+                           allowed="positive when sampling")
+    top_p = as_float(cfg.get("top_p"), "sampling.top_p", low=0, high=1, low_open=True)
+    top_k = as_int(cfg.get("top_k"), "sampling.top_k", 0, "an integer >= 0 (0 turns it off)")
     return {**kwargs, "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k or None}
 
 
@@ -125,8 +121,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
     from tqdm.auto import tqdm
     from transformers import set_seed
 
-    if batch_size < 1:
-        raise ConfigError(f"eval.batch_size must be at least 1, got {batch_size}")
+    batch_size = as_int(batch_size, "eval.batch_size", 1)
     kwargs = generation_kwargs(sampling)
     limits = regroup_limits(kwargs.pop("max_new_tokens"), regroup_after)
     template_kwargs = dict(chat_template_kwargs or {})

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.errors import ConfigError
+from training.settings import as_choice, as_int
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_hardware_settings(cfg: Mapping[str, Any]) -> None:
+    """The ``hardware`` group's values, without looking at the machine (that is :func:`resolve_hardware`'s part)."""
+    as_choice(str(cfg.get("device", "auto")), "hardware.device", ("auto", *DEVICES))
+    as_choice(str(cfg.get("precision", "auto")), "hardware.precision", ("auto", *PRECISIONS))
+    if cfg.get("num_threads") is not None:  # null: every usable core
+        as_int(cfg["num_threads"], "hardware.num_threads", 1, "null or at least 1")
+    if cfg.get("num_processes") is not None:  # not `or 1`: an explicit 0 is a mistake to report, not to fix
+        as_int(cfg["num_processes"], "hardware.num_processes", 1, "at least 1")
+
+
 def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = None,
                      bf16_supported: bool | None = None, device_count: int | None = None,
                      cpu_bf16_flags: Sequence[str] | None = None, cpu_bf16_speedup: float | None = None) -> Hardware:
@@ -65,26 +76,21 @@ def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = No
 
         cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
         bf16_supported = (cuda_available and torch.cuda.is_bf16_supported()) if bf16_supported is None else bf16_supported
+    check_hardware_settings(cfg)
     name = str(cfg.get("name", "?"))
     device = str(cfg.get("device", "auto"))
     precision = str(cfg.get("precision", "auto"))
     if device == "auto":
         device = "cuda" if cuda_available else "cpu"
-    if device not in DEVICES:
-        raise ConfigError(f"hardware {name}: unknown device {device!r} (valid: auto, {', '.join(DEVICES)})")
     if device == "cuda" and not cuda_available:
         raise ConfigError(f"hardware={name} needs a CUDA GPU and torch sees none; use hardware=cpu or hardware=auto")
     threads = cfg.get("num_threads")
-    num_threads = int(threads) if threads else usable_cores()
-    if num_threads < 1:
-        raise ConfigError(f"hardware {name}: num_threads must be at least 1")
+    num_threads = int(threads) if threads is not None else usable_cores()
     reason = f"hardware.precision={precision} in the config"
     if precision == "auto" and device == "cuda":
         precision, reason = ("bf16", "gpu supports bf16") if bf16_supported else ("fp16", "gpu has no bf16; fp16")
     elif precision == "auto":
         precision, reason = _auto_cpu_precision(num_threads, cpu_bf16_flags, cpu_bf16_speedup)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"hardware {name}: unknown precision {precision!r} (valid: auto, {', '.join(PRECISIONS)})")
     if precision == "bf16" and device == "cuda" and not bf16_supported:
         raise ConfigError(f"hardware={name} asks for bf16 but this GPU has no bf16 support; use hardware=turing (fp16)")
     if precision == "fp16" and device == "cpu":
@@ -106,9 +112,7 @@ def _auto_cpu_precision(threads: int, flags: Sequence[str] | None, speedup: floa
 
 def _num_processes(cfg: Mapping[str, Any], name: str, device: str, device_count: int | None) -> int:
     raw = cfg.get("num_processes")
-    number = 1 if raw is None else int(raw)  # not `or 1`: an explicit 0 is a mistake to report, not to fix
-    if number < 1:
-        raise ConfigError(f"hardware {name}: num_processes must be at least 1, got {number}")
+    number = 1 if raw is None else int(raw)  # checked by check_hardware_settings
     if device == "cuda" and number > 1:
         if device_count is None:
             import torch

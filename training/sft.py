@@ -19,25 +19,79 @@ from typing import Any
 from training.errors import ConfigError, TrainingError
 from training.hardware import Hardware
 from training.lm_head import supports_masked_head, use_masked_lm_head
+from training.settings import as_bool, as_choice, as_float, as_int
 
 log = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("nf4", "none")
+# transformers' SchedulerType values, listed here so the check needs no transformers import (5 s);
+# a test keeps the two in step.
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                 "warmup_stable_decay", "greedy")
+
+
+def check_quant_settings(cfg: Mapping[str, Any]) -> str:
+    """The quantization settings every model stage reads (the student is loaded with them); the kind."""
+    as_bool(cfg.get("double_quant", True), "train.double_quant")
+    as_bool(cfg.get("allow_unquantized_fallback", False), "train.allow_unquantized_fallback")
+    return as_choice(cfg.get("quantization", "nf4"), "train.quantization", QUANTIZATIONS)
+
+
+def _lora_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    targets = cfg.get("target_modules") or "all-linear"
+    if not isinstance(targets, str):
+        targets = list(targets) if not isinstance(targets, (int, float, bool)) else [targets]
+        if not targets or not all(isinstance(name, str) and name for name in targets):
+            raise ConfigError(f"train.target_modules must be all-linear or a list of module names, got {targets!r}")
+    return {
+        "r": as_int(cfg.get("lora_r"), "train.lora_r", 1),
+        "lora_alpha": as_float(cfg.get("lora_alpha"), "train.lora_alpha", low=0, low_open=True),
+        "lora_dropout": as_float(cfg.get("lora_dropout"), "train.lora_dropout", low=0, high=1, high_open=True),
+        "target_modules": targets,
+    }
+
+
+def _trainer_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The SFTConfig values of the ``train`` group, each read through its check."""
+    seed = as_int(cfg.get("seed"), "train.seed", 0)
+    return {
+        # transformers reads a fractional epoch count as part of a last epoch.
+        "num_train_epochs": as_float(cfg.get("epochs"), "train.epochs", low=0, low_open=True),
+        "per_device_train_batch_size": as_int(cfg.get("batch_size"), "train.batch_size", 1),
+        "gradient_accumulation_steps": as_int(cfg.get("grad_accum"), "train.grad_accum", 1),
+        "learning_rate": as_float(cfg.get("learning_rate"), "train.learning_rate", low=0, low_open=True),
+        "lr_scheduler_type": as_choice(cfg.get("lr_scheduler", "linear"), "train.lr_scheduler", LR_SCHEDULERS),
+        "warmup_steps": _warmup(cfg.get("warmup", 0)),
+        "weight_decay": as_float(cfg.get("weight_decay", 0.0), "train.weight_decay", low=0),
+        "max_grad_norm": as_float(cfg.get("max_grad_norm", 1.0), "train.max_grad_norm", low=0),  # 0: no clipping
+        "max_length": as_int(cfg.get("max_length"), "train.max_length", 1),
+        "logging_steps": as_int(cfg.get("logging_steps", 1), "train.logging_steps", 1),
+        "activation_checkpointing": as_bool(cfg.get("gradient_checkpointing", False), "train.gradient_checkpointing"),
+        # TRL's prompt/completion rows: loss on the completion only, or (false) on prompt and completion alike.
+        "completion_only_loss": as_bool(cfg.get("completion_only_loss", True), "train.completion_only_loss"),
+        "group_by_length": as_bool(cfg.get("group_by_length", True), "train.group_by_length"),
+        "seed": seed,
+    }
+
+
+def check_train_settings(cfg: Mapping[str, Any]) -> None:
+    """Every ``train`` setting, before a model is loaded: the same reads the builders below make."""
+    check_quant_settings(cfg)
+    _lora_settings(cfg)
+    _trainer_settings(cfg)
 
 
 def build_quant_config(cfg: Mapping[str, Any], compute_dtype):
     """NF4 with double quantization (the QLoRA recipe), computing in ``compute_dtype``; None for plain LoRA."""
-    kind = str(cfg.get("quantization", "nf4"))
-    if kind not in QUANTIZATIONS:
-        raise ConfigError(f"train.quantization={kind!r} is not one of {', '.join(QUANTIZATIONS)}")
-    if kind == "none":
+    if check_quant_settings(cfg) == "none":
         return None
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=bool(cfg.get("double_quant", True)),
+        bnb_4bit_use_double_quant=cfg.get("double_quant", True),
         bnb_4bit_compute_dtype=compute_dtype,
         bnb_4bit_quant_storage=compute_dtype,
     )
@@ -46,51 +100,21 @@ def build_quant_config(cfg: Mapping[str, Any], compute_dtype):
 def build_peft_config(cfg: Mapping[str, Any]):
     from peft import LoraConfig
 
-    rank = int(cfg["lora_r"])
-    if rank < 1:
-        raise ConfigError(f"train.lora_r must be a positive integer, got {rank}")
-    if not 0 <= float(cfg["lora_dropout"]) < 1:
-        raise ConfigError(f"train.lora_dropout must be in [0, 1), got {cfg['lora_dropout']}")
-    targets = cfg.get("target_modules") or "all-linear"
-    return LoraConfig(
-        r=rank,
-        lora_alpha=float(cfg["lora_alpha"]),
-        lora_dropout=float(cfg["lora_dropout"]),
-        target_modules=targets if isinstance(targets, str) else list(targets),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return LoraConfig(**_lora_settings(cfg), bias="none", task_type="CAUSAL_LM")
 
 
 def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Path, report_to: Sequence[str] = ()):
     from trl import SFTConfig
 
-    for key in ("epochs", "batch_size", "grad_accum", "max_length"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"train.{key} must be at least 1, got {cfg[key]}")
-    if not float(cfg["learning_rate"]) > 0:
-        raise ConfigError(f"train.learning_rate must be positive, got {cfg['learning_rate']}")
+    settings = _trainer_settings(cfg)
     return SFTConfig(
         output_dir=str(output_dir),
-        num_train_epochs=float(cfg["epochs"]),
-        per_device_train_batch_size=int(cfg["batch_size"]),
-        gradient_accumulation_steps=int(cfg["grad_accum"]),
-        learning_rate=float(cfg["learning_rate"]),
-        lr_scheduler_type=str(cfg["lr_scheduler"]),
-        warmup_steps=_warmup(cfg.get("warmup", 0)),
-        weight_decay=float(cfg["weight_decay"]),
-        max_grad_norm=float(cfg["max_grad_norm"]),
-        max_length=int(cfg["max_length"]),
-        logging_steps=int(cfg["logging_steps"]),
+        **{key: value for key, value in settings.items() if key != "group_by_length"},
+        data_seed=settings["seed"],
         logging_nan_inf_filter=False,  # a NaN loss must reach our callback, not be averaged away
-        activation_checkpointing=bool(cfg["gradient_checkpointing"]),
-        # TRL's prompt/completion rows: loss on the completion only, or (false) on prompt and completion alike.
-        completion_only_loss=bool(cfg.get("completion_only_loss", True)),
-        seed=int(cfg["seed"]),
-        data_seed=int(cfg["seed"]),
         # Batches of rows of similar length (shuffled mega-batches sorted by length, drawn from the seeded RNG, so
         # the order is fixed by the seed): on the demo's 128 level-4 rows padding fell from 13.7 % to 5.7 %.
-        train_sampling_strategy="group_by_length" if cfg.get("group_by_length", True) else "random",
+        train_sampling_strategy="group_by_length" if settings["group_by_length"] else "random",
         use_cpu=hardware.device == "cpu",
         # On CPU too this is autocast (accelerate): matmuls in bf16, while prepare_model_for_kbit_training keeps
         # norms, embeddings and so the residual stream in fp32, and the NF4 weights dequantise to bf16.
@@ -121,9 +145,8 @@ def ddp_options(hardware: Hardware) -> dict[str, Any]:
 
 def _warmup(value: Any) -> float | int:
     """transformers 5 reads an integer as steps and a float below 1 as a fraction of all steps."""
-    number = float(value or 0)
-    if number < 0:
-        raise ConfigError(f"train.warmup must be >= 0, got {value}")
+    number = as_float(value or 0, "train.warmup", low=0,
+                      allowed="a number >= 0 (steps, or a fraction of all steps below 1)")
     return int(number) if number >= 1 else number
 
 
@@ -189,9 +212,9 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
     args = build_sft_config(cfg, hardware, work_dir, report_to)
     # LoRA's A matrices are drawn at get_peft_model, before the Trainer seeds anything: seed here, or a
     # trial's result depends on what ran before it in the process (a multirun's earlier jobs).
-    set_seed(int(cfg["seed"]))
+    set_seed(args.seed)
     if getattr(model, "is_loaded_in_4bit", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(cfg["gradient_checkpointing"]))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.activation_checkpointing)
     model = get_peft_model(model, build_peft_config(cfg))
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                          callbacks=[_finite_loss_callback()])
