@@ -3,9 +3,10 @@
 Several workers (processes, or machines sharing a database) run whole trials of one study.
 Each running trial carries its worker (``host:pid``) and a heartbeat timestamp as user
 attributes. A RUNNING trial is *stale* when its worker is a dead process on this host or
-its heartbeat is older than ``stale_after`` seconds; a starting worker marks stale trials
-FAIL (``interrupted``) and enqueues their parameters again, so a killed worker costs a
-re-run of one trial and no finished trial is repeated.
+its heartbeat is older than ``stale_after`` seconds; a worker marks stale trials FAIL
+(``interrupted``) and enqueues their parameters again before each ask, and a worker whose
+budget is used up waits while other workers' trials run, so a killed worker costs a re-run
+of one trial, in the same run, and no finished trial is repeated.
 
 Samplers over a categorical space propose points they have already tried; a trial's
 seed is fixed, so running such a point again would reproduce its result. The sweeper
@@ -20,36 +21,35 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.storage import JOURNAL_FILE, open_storage  # noqa: F401 - re-exported: callers open studies from here
 from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-JOURNAL_FILE = "optuna.journal"
 WORKER, HEARTBEAT, INTERRUPTED, RETRY_OF, ERROR = "worker", "heartbeat", "interrupted", "retry_of", "error"
+HOST_ENV = "COT_PARETO_HOST"
 REPEAT_OF = "repeat_of"  # a trial whose parameters a finished trial already had: its result is reused
 DIRECTIONS = ("maximize", "minimize")
 
 
+def host_name() -> str:
+    """This machine's name in worker ids: ``$COT_PARETO_HOST`` when set, else the host name.
+
+    Workers that share a host name but not a process table (containers run with the host's network
+    or UTS namespace) must set it, each to its own value: a pid is only checked on its own host.
+    Tests set it to run two "hosts" on one machine.
+    """
+    return os.environ.get(HOST_ENV) or socket.gethostname()
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def open_storage(storage: str | None, sweep_dir: Path):
-    """A journal file (the default: ``<sweep dir>/optuna.journal``, or any path) or a database URL."""
-    if storage and "://" in storage:
-        return optuna.storages.RDBStorage(storage)  # sqlite:///..., postgresql://user@host/db
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    path = Path(storage) if storage else sweep_dir / JOURNAL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return f"{host_name()}:{os.getpid()}"
 
 
 def load_study(name: str, storage, directions: Sequence[str], metrics: Sequence[str], attempts: int = 5) -> optuna.Study:
@@ -107,7 +107,7 @@ def is_stale(trial: FrozenTrial, now: float, host: str, stale_after: float, pid_
 def recover_stale(study: optuna.Study, stale_after: float, now: float | None = None) -> list[int]:
     """Mark stale RUNNING trials FAIL (interrupted) and enqueue their points again; their numbers."""
     now = time.time() if now is None else now
-    host = socket.gethostname()
+    host = host_name()
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_stale(trial, now, host, stale_after):
@@ -125,6 +125,12 @@ def recover_stale(study: optuna.Study, stale_after: float, now: float | None = N
                     trial.number, trial.user_attrs.get(WORKER))
         recovered.append(trial.number)
     return recovered
+
+
+def running_elsewhere(trials: Sequence[FrozenTrial], me: str) -> list[FrozenTrial]:
+    """RUNNING trials of other workers: a worker that has used up the budget waits for them before it exits,
+    so that one of them whose worker dies is retried in this run, not left for a rerun."""
+    return [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get(WORKER) != me]
 
 
 def completed_twin(trials: Sequence[FrozenTrial], params: dict[str, Any]) -> FrozenTrial | None:

@@ -5,6 +5,9 @@ Each copy is told ``hydra.sweeper.n_workers=N`` so its trials take 1/N of the co
 copies coordinate through the study's storage alone, so the same command started by hand
 on another machine (with a shared ``hydra.sweeper.storage``) joins the same search. Each
 worker's output lines are prefixed with ``[wK]``; the exit status is the worst worker's.
+
+A user error stops every worker with the same ``error: ...`` line: it is printed once, unprefixed,
+so a bad setting reads as one line here as it does with ``python -m sweep -m``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,14 @@ def worker_command(args: Sequence[str], n_workers: int) -> list[str]:
     return [sys.executable, "-m", "sweep", "-m", *args, f"hydra.sweeper.n_workers={n_workers}"]
 
 
-def _relay(index: int, stream) -> None:
+ERROR_PREFIX = "error: "
+
+
+def _relay(index: int, stream, errors: dict[int, str]) -> None:
     for line in stream:
+        if line.startswith(ERROR_PREFIX):  # a worker's last line: held back, printed once for all workers
+            errors[index] = line.rstrip("\n")
+            continue
         sys.stdout.write(f"[w{index}] {line}")
         sys.stdout.flush()
 
@@ -32,7 +41,8 @@ def main(argv: Sequence[str]) -> int:
     n_workers, args = int(argv[0]), list(argv[1:])
     procs = [subprocess.Popen(worker_command(args, n_workers), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, bufsize=1) for _ in range(n_workers)]
-    relays = [threading.Thread(target=_relay, args=(i, p.stdout), daemon=True) for i, p in enumerate(procs)]
+    errors: dict[int, str] = {}
+    relays = [threading.Thread(target=_relay, args=(i, p.stdout, errors), daemon=True) for i, p in enumerate(procs)]
     for relay in relays:
         relay.start()
     try:
@@ -41,8 +51,10 @@ def main(argv: Sequence[str]) -> int:
         codes = [proc.wait() for proc in procs]
     for relay in relays:
         relay.join()
+    for line in dict.fromkeys(errors[index] for index in sorted(errors)):
+        print(line, file=sys.stderr)
     for index, code in enumerate(codes):
-        if code:
+        if code and index not in errors:  # an error line already says why
             print(f"worker {index} exited with status {code}", file=sys.stderr)
     return max(codes, key=abs)
 

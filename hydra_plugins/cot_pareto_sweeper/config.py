@@ -15,8 +15,11 @@ class ParetoSweeperConf:
     _target_: str = "hydra_plugins.cot_pareto_sweeper.pareto_sweeper.ParetoSweeper"
     study_name: str = "pareto"
     # null: an Optuna journal file in the sweep dir; a path: a journal file there;
-    # a URL (sqlite:///study.db, postgresql://user:pass@host/db): an RDB storage.
+    # a URL (sqlite:///study.db, postgresql://user@host/db): an RDB storage. A password in the URL
+    # is shown as *** in every file and log; PGPASSWORD, ~/.pgpass or storage_env keep it off the command line.
     storage: Optional[str] = None
+    # The name of an environment variable holding the storage URL (instead of storage).
+    storage_env: Optional[str] = None
     # Finished trials the study should end with (interrupted ones are retried, not counted);
     # null: the grid's size, with sampler=grid.
     n_trials: Optional[int] = None
@@ -33,7 +36,8 @@ class ParetoSweeperConf:
     n_workers: int = 1
     heartbeat_seconds: float = 30.0
     # A RUNNING trial whose heartbeat is older than this (or whose worker on this host is dead) is
-    # marked failed and its parameters queued again.
+    # marked failed and its parameters queued again, by a live worker: one whose own trials are done
+    # waits while other workers' trials run. Must exceed heartbeat_seconds.
     stale_after_seconds: float = 300.0
     # A proposed point that a finished trial already had reuses that trial's result instead of
     # running again (a trial's seed is fixed, so the rerun would match); false runs every trial.

@@ -9,12 +9,8 @@ in flight as interrupted and queues their parameters, so re-running the command 
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
-import math
-import os
-import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,99 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from hydra_plugins.cot_pareto_sweeper.settings import (SAMPLERS, ask_seed, build_sampler,  # noqa: F401 - re-exported
+                                                       check_settings, redact_config)
+from hydra_plugins.cot_pareto_sweeper.trials import (BASELINE_DIR, claim, enqueue_grid, override_key,  # noqa: F401
+                                                     log_report, read_outcome)
 from sweep.cli import prepare_overrides
 from sweep.pipeline import HEADLINE_METRICS
-from sweep.run_record import RUNNING, completed, read_metrics
-from sweep.search_space import SearchSpace, build_space, grid_points
+from sweep.run_record import completed
+from sweep.search_space import SearchSpace, build_space
+from sweep.storage import describe, storage_errors, storage_setting
 from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
-                         finished, load_study, open_storage, parse_worker, pid_alive, recover_stale,
-                         worker_id)
+                         finished, load_study, open_storage, recover_stale, running_elsewhere, worker_id)
 from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
 from training.atomic import file_lock
-from training.errors import ConfigError
+from training.errors import ConfigError, CotParetoError
 from training.hardware import usable_cores
 
 log = logging.getLogger(__name__)
-
-SAMPLERS = ("tpe", "nsgaii", "random", "grid")
-
-
-def build_sampler(name: str, kwargs: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
-    # The grid is enqueued up front (see ``enqueue_grid``); anything asked beyond it is random.
-    classes = {"tpe": optuna.samplers.TPESampler, "nsgaii": optuna.samplers.NSGAIISampler,
-               "random": optuna.samplers.RandomSampler, "grid": optuna.samplers.RandomSampler}
-    if name not in classes:
-        raise ConfigError(f"hydra.sweeper.sampler={name!r} is not one of {', '.join(SAMPLERS)}")
-    return classes[name](seed=seed, **kwargs)
-
-
-def ask_seed(seed: int, n_trials: int) -> int:
-    """The sampler's seed for the ask after ``n_trials`` trials: a hash, not ``seed + n_trials``.
-
-    The sampler is rebuilt for every ask so that workers sharing a study draw different points
-    and a resumed study continues deterministically. With ``seed + n_trials``, a study seeded
-    43 would replay the draws of one seeded 42, one trial behind; hashed seeds do not overlap.
-    """
-    digest = hashlib.sha256(f"{seed}:{n_trials}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
-def enqueue_grid(study: optuna.Study, space: SearchSpace) -> int:
-    """Queue every grid point once, in order; a resumed study skips the points it already has.
-
-    Optuna's GridSampler re-samples the points of failed trials and stops the study from
-    inside ``tell``; a queue runs each point exactly once and lets workers share it.
-    """
-    grid = grid_points(space)
-    for values in itertools.product(*grid.values()):
-        study.enqueue_trial(dict(zip(grid, values)), skip_if_exists=True)
-    return math.prod(len(values) for values in grid.values())
-
-
-BASELINE_DIR = "baseline"
-
-
-def override_key(line: str) -> str:
-    """``+level='1'`` -> ``level``: what an override sets, whatever its prefix."""
-    return line.partition("=")[0].lstrip("+~")
-
-
-def claim(marker: Path) -> bool:
-    """Take the baseline for this worker, unless a live worker on this host (or any on another) holds it.
-
-    Called under the ask lock. A claim by a dead process on this host is taken over; a baseline that
-    failed is retried by the next run of the command.
-    """
-    if marker.is_file():
-        host, pid = parse_worker(marker.read_text().strip())
-        if host != socket.gethostname() or (pid is not None and pid != os.getpid() and pid_alive(pid)):
-            return False
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(worker_id())
-    return True
-
-
-def read_outcome(run_dir: Path, result: JobReturn | None, metrics: Sequence[str]) -> tuple[list[float] | None, str | None, dict]:
-    """(objective values, None) for a completed trial, else (None, reason); plus its metrics.json."""
-    summary = read_metrics(run_dir)
-    if summary["status"] == RUNNING:  # no metrics.json: the trial never got to write one
-        if result is not None and result.status == JobStatus.FAILED:
-            err = result._return_value  # noqa: SLF001 - .return_value would re-raise it
-            return None, f"{type(err).__name__}: {err}", {}
-        return None, f"no metrics.json in {run_dir}", {}
-    if summary.get("status") != "completed":
-        return None, summary.get("error") or f"trial ended with status {summary.get('status')!r}", summary
-    values = [summary.get(name) for name in metrics]
-    bad = [name for name, value in zip(metrics, values) if not isinstance(value, int | float) or not math.isfinite(value)]
-    if bad:
-        return None, f"metrics.json has no finite {', '.join(bad)} (did the eval stage run?)", summary
-    return [float(v) for v in values], None, summary
 
 
 class ParetoSweeper(Sweeper):
@@ -154,54 +80,97 @@ class ParetoSweeper(Sweeper):
 
     # -- the search ------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        """Run the study. A user error (a bad setting, a storage that cannot be opened) is one line, status 2."""
+        from sqlalchemy.exc import DBAPIError
+
+        self._label = "the study storage"
+        try:
+            return self._sweep(arguments)
+        except CotParetoError as err:
+            message = str(err)
+        except DBAPIError as err:  # the database went away mid-sweep: finished trials are in it, a rerun resumes
+            message = f"hydra.sweeper.storage={self._label}: {str(err.orig or err).splitlines()[0]}; rerun to resume"
+        # Hydra prints an exception from a sweeper as a traceback and exits 1; SystemExit passes through it.
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(2)
+
+    def _sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         assert self.config is not None
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        check_settings(self.settings)
         space = build_space(self.params, prepare_overrides(arguments))
         if not space.distributions:
             raise ConfigError("the search space is empty: declare hydra.sweeper.params or pass choice()/interval() overrides")
+        storage = storage_setting(self.settings["storage"], self.settings.get("storage_env"))
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        self._label = describe(storage, sweep_dir)
+        redact_config(self.config, self.settings["storage"])
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        except OSError as err:
+            raise ConfigError(f"hydra.sweep.dir={sweep_dir}: cannot write there: {err.strerror or err}") from None
         objectives = dict(self.settings["objectives"])
-        study = load_study(self.settings["study_name"], open_storage(self.settings["storage"], sweep_dir),
-                           list(objectives.values()), list(objectives))
+        with storage_errors(self._label):
+            study = load_study(self.settings["study_name"], open_storage(storage, sweep_dir),
+                               list(objectives.values()), list(objectives))
         n_trials = self.settings["n_trials"]
         if self.settings["sampler"] == "grid":
             with self._ask_lock(sweep_dir):
                 grid_size = enqueue_grid(study, space)
             n_trials = grid_size if n_trials is None else n_trials
-        elif n_trials is None:
-            raise ConfigError("hydra.sweeper.n_trials is required unless sampler=grid")
         batch_size = self._batch_size()
-        log.info("study %s in %s: %d trials wanted, %d finished, sampler %s, %d trial(s) at a time; "
-                 "search space: %s", study.study_name, sweep_dir, n_trials, finished(study.get_trials(deepcopy=False)),
-                 self.settings["sampler"], batch_size, ", ".join(space.distributions))
+        log.info("study %s in %s (storage %s): %d trials wanted, %d finished, sampler %s, %d trial(s) at a time; "
+                 "search space: %s", study.study_name, sweep_dir, self._label, n_trials,
+                 finished(study.get_trials(deepcopy=False)), self.settings["sampler"], batch_size,
+                 ", ".join(space.distributions))
         returns: list[Sequence[JobReturn]] = []
         if self.settings.get("baseline"):
             self._run_baseline(list(self.settings["baseline"]), space, sweep_dir, list(objectives))
+        waiting_for: list[int] = []
         while True:
             with self._ask_lock(sweep_dir):
                 recover_stale(study, float(self.settings["stale_after_seconds"]))
                 trials = study.get_trials(deepcopy=False)
                 room = n_trials - counted(trials)
-                if room <= 0:
+                others = running_elsewhere(trials, worker_id()) if room <= 0 else []
+                if room <= 0 and not others:
                     break
-                study.sampler = build_sampler(self.settings["sampler"], dict(self.settings["sampler_kwargs"] or {}),
-                                              ask_seed(int(self.settings["seed"]), len(trials)))
-                asked = []
-                for _ in range(min(room, batch_size)):
-                    trial = study.ask(dict(space.distributions))
-                    twin = completed_twin(trials, trial.params) if self.settings["reuse_repeats"] else None
-                    if twin is not None:
-                        self._reuse(study, trial, twin)
-                        continue
-                    trial.set_user_attr(WORKER, worker_id())
-                    trial.set_user_attr(HEARTBEAT, time.time())
-                    asked.append(trial)
+                asked = self._ask(study, space, trials, min(room, batch_size)) if room > 0 else []
+            if room <= 0:
+                waiting_for = self._wait(others, waiting_for)
+                continue
             returns.append(self._run_batch(study, asked, space, sweep_dir, list(objectives)))
             self._write_summary(study, sweep_dir)
         self._write_summary(study, sweep_dir)
-        self._report(study, sweep_dir)
+        log_report(study, sweep_dir)
         return returns
+
+    def _ask(self, study: optuna.Study, space: SearchSpace, trials: list[FrozenTrial], count: int) -> list[optuna.Trial]:
+        """Up to ``count`` new trials for this worker; a point a finished trial had reuses its result instead."""
+        study.sampler = build_sampler(self.settings["sampler"], dict(self.settings["sampler_kwargs"] or {}),
+                                      ask_seed(int(self.settings["seed"]), len(trials)))
+        asked = []
+        for _ in range(count):
+            trial = study.ask(dict(space.distributions))
+            twin = completed_twin(trials, trial.params) if self.settings["reuse_repeats"] else None
+            if twin is not None:
+                self._reuse(study, trial, twin)
+                continue
+            trial.set_user_attr(WORKER, worker_id())
+            trial.set_user_attr(HEARTBEAT, time.time())
+            asked.append(trial)
+        return asked
+
+    def _wait(self, others: list[FrozenTrial], waiting_for: list[int]) -> list[int]:
+        """The budget is used up but other workers' trials still run: stay, so that one whose worker dies
+        (a dead pid on this host, or a heartbeat older than stale_after_seconds) is retried here, now."""
+        numbers = sorted(t.number for t in others)
+        if numbers != waiting_for:
+            log.info("no trial left to ask; waiting for trial(s) %s of other workers (%s): one whose worker stops "
+                     "is retried here", ", ".join(map(str, numbers)),
+                     ", ".join(sorted({str(t.user_attrs.get(WORKER)) for t in others})))
+        time.sleep(min(5.0, float(self.settings["heartbeat_seconds"])))
+        return numbers
 
     def _run_batch(self, study: optuna.Study, asked: list[optuna.Trial], space: SearchSpace, sweep_dir: Path,
                    metrics: list[str]) -> Sequence[JobReturn]:
@@ -288,11 +257,3 @@ class ParetoSweeper(Sweeper):
         # Under the lock, so the last write on this machine reflects every trial told before it.
         with self._ask_lock(sweep_dir):
             write_summary([row_from_trial(t) for t in study.get_trials(deepcopy=False)], sweep_dir / SUMMARY_CSV)
-
-    def _report(self, study: optuna.Study, sweep_dir: Path) -> None:
-        trials = study.get_trials(deepcopy=False)
-        states = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
-        front = [t.number for t in study.best_trials] if states.get("COMPLETE") else []
-        log.info("study %s: %s; Pareto front: trials %s; summary: %s; plots and report: python -m analysis report %s",
-                 study.study_name, ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n), front or "none yet",
-                 sweep_dir / SUMMARY_CSV, sweep_dir)
