@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.cli import available_levels
+from sweep.config_check import check_config
 from sweep.memory import peak_rss, release_process_memory, reset_peak_rss
 from sweep.model_run import HEADLINE_METRICS, run_model_stages
 from sweep.run_record import METRICS_FILE, reserve_metrics, write_metrics
@@ -68,6 +69,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
         adapter = str(cfg.get("adapter", "auto"))
         stages = resolve_stages(cfg.get("stages"), adapter)
         summary.update(level=level.id, level_name=level.name, stages=stages, model=cfg.model.name, adapter=adapter)
+        check_config(cfg, stages)  # every setting the stages will read, before any of them starts
         splits = _data_stages(cfg, run_dir, level, stages, summary)
         if any(stage in stages for stage in MODEL_STAGES):
             with wandb_run(cfg, run_dir, group) as tracker:

@@ -16,7 +16,7 @@ from typing import Any
 
 from training.atomic import replace_atomically
 from training.data import Problem
-from training.errors import ConfigError
+from training.errors import ConfigError, DataError
 from training.eval_backends import choose_backend, vllm_generate
 from training.eval_model import InferenceModel, inference_model
 from training.evaluate import evaluate
@@ -56,12 +56,48 @@ def load_student(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], har
     return Student(model, tokenizer, path, "nf4" if quant is not None else "none")
 
 
+def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    """``adapter_dir``'s ``adapter_config.json``, checked for what loading it needs; cheap (no model).
+
+    PEFT would otherwise fail deep inside layer construction (a string rank) or with a JSON traceback.
+    """
+    import json
+
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        raise ConfigError(f"no LoRA adapter at {adapter_dir} (adapter_config.json missing)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; is this an adapter folder?") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    if config.get("peft_type") != "LORA":
+        raise DataError(f"{path}: peft_type must be \"LORA\", got {config.get('peft_type')!r}")
+    rank, alpha, targets = config.get("r"), config.get("lora_alpha", 8), config.get("target_modules")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise DataError(f"{path}: \"r\" must be an integer >= 1, got {rank!r}")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
+        raise DataError(f"{path}: \"lora_alpha\" must be a number > 0, got {alpha!r}")
+    if not (targets is None or isinstance(targets, str)
+            or (isinstance(targets, list) and all(isinstance(name, str) for name in targets))):
+        raise DataError(f"{path}: \"target_modules\" must be a string or a list of module names, got {targets!r}")
+    return config
+
+
 def attach_adapter(student: Student, adapter_dir: Path) -> None:
     from peft import PeftModel
 
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise ConfigError(f"no LoRA adapter at {adapter_dir} (adapter_config.json missing)")
-    student.model = PeftModel.from_pretrained(student.model, str(adapter_dir))
+    read_adapter_config(adapter_dir)
+    try:
+        student.model = PeftModel.from_pretrained(student.model, str(adapter_dir))
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError) as err:
+        # Weights missing, or made for another base model (shape mismatch): the user picked the wrong folder.
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise DataError(f"cannot load the LoRA adapter {adapter_dir} onto {student.path}: "
+                        f"{type(err).__name__}: {reason}") from None
     student.adapter = str(adapter_dir)
     log.info("model: loaded adapter %s", adapter_dir)
 
@@ -132,10 +168,8 @@ def eval_stage(student: Student, problems: Sequence[Problem], level: Level, mode
 def _vllm_generator(student: Student, model_cfg: Mapping[str, Any], eval_cfg: Mapping[str, Any],
                     sampling_cfg: Mapping[str, Any], hardware: Hardware, seed: int):
     """Generation by vLLM: the base weights plus the student's adapter; the transformers copy is freed first."""
-    import json
-
     adapter = None if student.adapter == "none" else student.adapter
-    rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"] if adapter else 8
+    rank = read_adapter_config(Path(adapter))["r"] if adapter else 8
     stop_id = stop_token_id(student.tokenizer, model_cfg)
     student.model = None  # vLLM takes the GPU memory the transformers copy would hold
     release_memory()
