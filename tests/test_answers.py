@@ -105,6 +105,7 @@ def test_strip_think_custom_tags() -> None:
         ("t = 48 + 24 = 72", "72"),
         ("Total = $72", "72"),
         ("(48 + 24) / 2 = 36", "36"),
+        ("10 -3 = 7", "7"),  # a sign without an operator before it is the operator
         ("3 x 4 = 12", "12"),
         ("3 \\times 4 = 12", "12"),
         ("50% * 40 = 20", "20"),  # as an operand a percent is a share
@@ -180,11 +181,14 @@ def test_strict(text: str, expected: str | None) -> None:
         ("**Answer:** $18.00", "18.00"),
         ("answer: \\(\\frac{1}{2}\\)", "1/2"),
         ("THE ANSWER IS **\u22124**", "-4"),
-        ("The answer is 12 but \\boxed{13}", "12"),
+        ("The answer is 12 but \\boxed{13}", None),  # the statement holds two numbers
+        ("The answer is 72 or 73.", None),
+        ("The answer is 72. Check: 48 + 24 = 72", "72"),  # the statement ends with its sentence
         ("The answer is .5", "0.5"),
         ("The answer is 48 + 24 = 72 apples.", "72"),
         ("The answer is 5-7 pages", None),
-        ("What the answer is depends on it: 9", "9"),  # a cue with no number is prose
+        ("What the answer is depends on it: 9", "9"),  # a cue followed by words is prose
+        ("To find the answer is easy: 3 + 4 = 7", "7"),
         # 3. LAST \boxed{...}, one level of nested braces.
         ("\\boxed{1} then \\boxed{2} and 99", "2"),
         ("So $\\boxed{\\frac{1}{2}}$.", "1/2"),

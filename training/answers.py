@@ -19,10 +19,12 @@ what counts as the answer:
 
 ``strict``   -- the line must start with lm-eval's strict number
                (``#### (-?[0-9.,]+)``: no ``$``, one space) and hold no other digit.
-``flexible`` -- the line as above; with no ``####`` at all, the span after the
-               last "the answer is", else the last ``\\boxed{}``, else the last
-               number in the text (lm-eval's flexible rule), each read the same
-               way: "pages 5-7" ends in a range, not in the answer 7.
+``flexible`` -- the line as above; with no ``####`` at all, the sentence after
+               the last "the answer is" that starts with a number, else the last
+               ``\\boxed{}``, each read as a statement too ("the answer is 72 or
+               73" is unreadable); else the last number in the text (lm-eval's
+               flexible rule) unless it belongs to bare arithmetic: "pages 5-7"
+               ends in a range, not in the answer 7.
 
 Correctness is exact equality of rationals: no rounding tolerance, because a
 gold does not say whether it was rounded, and "0.45" is not "0.5".
@@ -59,6 +61,7 @@ _ANSWER_CUE_RE = re.compile(
     r"(?:[ \t]|\*|:|\\?\$|\\\(|\\\[|\\boxed\s*\{|\\text(?:bf)?\s*\{)*",
     re.IGNORECASE,
 )
+_SENTENCE_END_RE = re.compile(r"\n|[.!?;](?=\s|$)")
 # One level of nested braces covers \boxed{\frac{1}{2}} and \boxed{\text{18}}.
 _BOXED_RE = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 
@@ -111,10 +114,14 @@ def extract_flexible(text: str, open_tag: str = THINK_OPEN, close_tag: str = THI
 
     # The last statement wins: models often restate or correct themselves. A cue with no number
     # after it ("what the answer is depends on...") is prose, not a statement.
-    for match in reversed(list(_ANSWER_CUE_RE.finditer(visible))):
-        span = first_span(visible[match.end() :].split("\n", 1)[0])
-        if span is not None:
-            return read_statement(span)
+    # A cue followed by a number starts a statement, which runs to the end of its sentence and must
+    # hold one number: "the answer is 72 or 73" is unreadable, not 72. A cue followed by words is prose.
+    # Each clause ends at the next cue at the latest, so many cues cost linear time.
+    cues = list(_ANSWER_CUE_RE.finditer(visible))
+    for cue, after in reversed(list(zip(cues, [c.start() for c in cues[1:]] + [len(visible)]))):
+        clause = _SENTENCE_END_RE.split(visible[cue.end() : after], 1)[0]
+        if first_span(clause) is not None:
+            return read_statement(clause)
 
     boxes = _BOXED_RE.findall(visible)
     if boxes:

@@ -38,9 +38,13 @@ _NUMBER = (
     r"%?"
 )
 NUMBER_RE = re.compile(_NUMBER)
-# Numbers joined by + - * / = and parentheses on one line: "48 + 24 = 72", "(3 + 4) * 2", "= 72".
-_OPERAND = rf"[( \t]*{_NUMBER}[) \t]*"
-SPAN_RE = re.compile(rf"(?:=[ \t]*)?{_OPERAND}(?:[-+*/=][ \t]*{_OPERAND})*")
+# Numbers joined by + - * / = and parentheses on one line: "48 + 24 = 72", "(3 + 4) * 2", "= 72". Every
+# space has one place in the pattern and a span starts only at the first of several "(": a long run of
+# spaces or brackets costs linear time, not quadratic.
+_OPERAND = rf"(?:\([ \t]*)*{_NUMBER}(?:[ \t]*\))*"
+SPAN_RE = re.compile(rf"(?<!\()(?:=[ \t]*)?{_OPERAND}(?:[ \t]*[-+*/=][ \t]*{_OPERAND})*")
+# Python refuses to convert integers past 4,300 digits; no answer comes near this many.
+MAX_DIGITS = 300
 
 _CLEAN_RE = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,2})?(?:/\d+)?")
 _THOUSANDS_RE = re.compile(r"\d{1,3}(?:,\d{3})+")
@@ -101,7 +105,7 @@ def normalize_number(text: str) -> str | None:
             if "," in part.partition(".")[2]:
                 return None
         s = s.replace(",", "")
-    if not _CLEAN_RE.fullmatch(s):
+    if not _CLEAN_RE.fullmatch(s) or len(s) > MAX_DIGITS:
         return None
     numerator, slash, denominator = s.partition("/")
     if "e" in numerator.lower():
@@ -138,7 +142,9 @@ def _arithmetic(text: str) -> Fraction | None:
             return None
         if match.group(0).endswith("%"):
             value /= 100  # "50% * 40": as an operand a percent is a share
-        pieces += [text[last : match.start()], f"({value.numerator}/{value.denominator})"]
+        # The sign is written outside the operand: in "10 -3" it is the operator the glue lacks.
+        sign = "-" if value < 0 else ""
+        pieces += [text[last : match.start()], f"{sign}({abs(value.numerator)}/{value.denominator})"]
         last = match.end()
     if not pieces or not _ARITHMETIC_GLUE_RE.fullmatch(text[last:]):
         return None
