@@ -100,3 +100,84 @@ def test_stages():
         resolve_stages(["trace"])
     with pytest.raises(ConfigError, match="stages is empty"):
         resolve_stages([])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("data.n_train=abc", "data.n_train must be null or an integer >= 0, got 'abc'"),
+     ("data.seed=abc", "data.seed must be an integer >= 0, got 'abc'"),
+     ("seed=-1", "seed must be an integer >= 0, got -1"),
+     ("train.lora_r=0", "train.lora_r must be an integer >= 1, got 0"),
+     ("train.lora_alpha=0", "train.lora_alpha must be a number > 0, got 0"),
+     ("train.lora_dropout=1", "train.lora_dropout must be a number in [0, 1), got 1"),
+     ("train.epochs=0", "train.epochs must be a number > 0, got 0"),
+     ("train.learning_rate=-1e-3", "train.learning_rate must be a number > 0, got -0.001"),
+     ("train.batch_size=0", "train.batch_size must be an integer >= 1, got 0"),
+     ("train.grad_accum=two", "train.grad_accum must be an integer >= 1, got 'two'"),
+     ("train.max_length=1.5", "train.max_length must be an integer >= 1, got 1.5"),
+     ("train.warmup=-1", "train.warmup must be a number >= 0 (steps, or a fraction of all steps below 1), got -1"),
+     ("train.lr_scheduler=cosine_annealing", "train.lr_scheduler='cosine_annealing' is not one of linear, cosine,"),
+     ("train.quantization=int3", "train.quantization='int3' is not one of nf4, none"),
+     ("train.group_by_length=maybe", "train.group_by_length must be true or false, got 'maybe'"),
+     ("train.target_modules=[q_proj,7]", "train.target_modules must be all-linear or a list of module names, got ["),
+     ("filter.max_think_tokens=-3", "filter.max_think_tokens must be null or an integer >= 1, got -3"),
+     ("filter.select=longest", "filter.select='longest' is not one of all, shortest"),
+     ("eval.extractor=bogus", "eval.extractor='bogus' is not one of strict, flexible"),
+     ("eval.batch_size=0", "eval.batch_size must be an integer >= 1, got 0"),
+     ("eval.backend=tgi", "eval.backend='tgi' is not one of auto, transformers, vllm"),
+     ("eval.n_shots=3", "3 shots requested but level 4 has 2 exemplars"),
+     ("sampling.max_new_tokens=0", "sampling.max_new_tokens must be at least 1, got 0"),
+     ("sampling.presence_penalty=x", "sampling.presence_penalty must be a number, got 'x'"),
+     ("hardware.precision=fp8", "hardware.precision='fp8' is not one of auto, fp32, fp16, bf16"),
+     ("hardware.num_processes=0", "hardware.num_processes must be at least 1, got 0")],
+)
+def test_check_config_names_the_key_the_value_and_what_is_allowed(override, message):
+    from sweep.config_check import check_config
+
+    with pytest.raises(ConfigError) as caught:
+        check_config(compose_config("+level=4", override))
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("choices", "stages"), [
+    (["+level=4"], None), (["+level=2", "data=asdiv-svamp", "teacher=self", "filter=shortest"], None),
+    (["+level=5", "experiment=qwen3-4b-study-a100", "sampling=sample"], None),
+    (["+level=1", "adapter=none", "eval.n_shots=2"], ["eval"]),
+    (["+level=4", "train.lora_r=0", "eval.extractor=bogus"], ["traces", "filter"]),  # settings those stages never read
+    (["+level=4", "data.n_train=abc", "filter.select=longest"], ["train"]),
+])
+def test_check_config_passes_the_shipped_configs_and_skips_unread_groups(choices, stages):
+    from sweep.config_check import check_config
+
+    check_config(compose_config(*choices), stages)
+
+
+def test_the_scheduler_list_is_transformers_own():
+    from transformers.trainer_utils import SchedulerType
+
+    from training.sft import LR_SCHEDULERS
+
+    assert set(LR_SCHEDULERS) == {kind.value for kind in SchedulerType}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"{not json", ":1: malformed JSON (Expecting property name enclosed in double quotes at column 2)"),
+     (b"\x89PNG\r\n\x1a\n\x00", ": not UTF-8 text; is this an adapter folder?"),
+     (b"[16]", ": expected a JSON object, got list"),
+     (b'{"peft_type": "LORA", "r": "16"}', ': "r" must be an integer >= 1, got \'16\''),
+     (b'{"peft_type": "LORA", "r": 8, "lora_alpha": null}', ': "lora_alpha" must be a number > 0, got None'),
+     (b'{"peft_type": "PREFIX_TUNING", "r": 8}', ': peft_type must be "LORA", got \'PREFIX_TUNING\''),
+     (b'{"peft_type": "LORA", "r": 8, "target_modules": 7}', ': "target_modules" must be a string or a list')],
+)
+def test_an_adapter_config_is_checked_before_any_model_loads(tmp_path, content, message):
+    from sweep.config_check import check_config
+    from training.errors import DataError
+
+    (tmp_path / "adapter_config.json").write_bytes(content)
+    with pytest.raises(DataError) as caught:
+        check_config(compose_config("+level=4", f"adapter={tmp_path}"), ["eval"])
+    assert str(caught.value).startswith(f"{tmp_path / 'adapter_config.json'}{message}"), str(caught.value)
+    with pytest.raises(ConfigError, match="adapter_config.json missing"):
+        check_config(compose_config("+level=4", f"adapter={tmp_path / 'nowhere'}"), ["eval"])
