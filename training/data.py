@@ -125,6 +125,7 @@ def _parquet_rows(file: Path) -> list[dict[str, Any]]:
         return pq.read_table(file).to_pylist()
     except (pyarrow.ArrowException, OSError) as err:  # not Parquet, truncated, or unreadable
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = re.sub(r"^Could not open Parquet input source '[^']*': ", "", reason)  # the path is named once
         raise DataError(f"{file}: not a readable Parquet file ({reason})") from None
 
 
