@@ -97,6 +97,10 @@ def test_strip_think_custom_tags() -> None:
         ("72 apples.", "72"),
         ("**72**", "72"),
         ("two-liter bottles: 5", "5"),  # a hyphen between letters is a word's
+        ("60 km/h", "60"),
+        ("\\sqrt{16}", None),  # 4, not 16: a LaTeX command we do not evaluate
+        ("\u221a16", None),
+        ("72^2", None),
         ("\\frac{3}{4}", "3/4"),
         ("\\boxed{\\text{18}}", "18"),
         ("1{,}000", "1000"),

@@ -59,9 +59,10 @@ _SYMBOLS = [
 # LaTeX that only wraps or delimits: \boxed{...}, \text{...}, \( \), \[ \], bare braces.
 _WRAPPERS_RE = re.compile(r"\\(?:boxed|text(?:bf|rm)?|mathrm|mathbf|mbox|displaystyle)\b|\\[()\[\]]|[{}]")
 _TIMES_X_RE = re.compile(r"(?<=[\d)])[ \t]*[xX][ \t]*(?=[\d(])")  # "3 x 4" is multiplication
-# What may stand beside the one number of a statement: words, units, brackets. An operator may not (a
-# hyphen between two letters is a word's, "two-liter"), nor a colon between digits (checked as a token).
-_OPERATOR_NEAR_RE = re.compile(r"[+*/^<>]|(?<![A-Za-z])-|-(?![A-Za-z])")
+# What may stand beside the one number of a statement: words, units, brackets. An operator may not ("x/2",
+# "72-"), except a hyphen or slash between two letters ("two-liter", "km/h"); nor a LaTeX command left over
+# after prepare() ("\\sqrt{16}" is 4, not 16) or a root, power or plus-minus sign.
+_OPERATOR_NEAR_RE = re.compile(r"[+*^<>\\\u221a\u00b1]|(?<![A-Za-z])[-/]|[-/](?![A-Za-z])")
 _ARITHMETIC_GLUE_RE = re.compile(r"[\s()+\-*/]*")
 
 
