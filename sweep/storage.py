@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +85,22 @@ def storage_errors(label: str) -> Iterator[None]:
         raise ConfigError(f"hydra.sweeper.storage={label}: cannot write the journal file: {reason}{where}") from None
 
 
+def _rdb_storage(url: str, attempts: int = 5):
+    """Connect and create the tables. Workers that start together on an empty database race to create
+    them (PostgreSQL: a duplicate key in pg_type; SQLite: "table ... already exists"): the loser retries."""
+    import optuna
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except DBAPIError as err:
+            if attempt == attempts - 1 or not (isinstance(err, IntegrityError) or "already exists" in str(err)):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_storage(storage: str | None, sweep_dir: Path):
     """A journal file (the default: ``<sweep dir>/optuna.journal``, or any path) or a database URL.
 
@@ -93,7 +110,7 @@ def open_storage(storage: str | None, sweep_dir: Path):
 
     with storage_errors(describe(storage, sweep_dir)):
         if is_url(storage):
-            return optuna.storages.RDBStorage(str(storage))  # connects and creates the tables now
+            return _rdb_storage(str(storage))
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = Path(storage) if storage else sweep_dir / JOURNAL_FILE

@@ -169,7 +169,7 @@ class ParetoSweeper(Sweeper):
             log.info("no trial left to ask; waiting for trial(s) %s of other workers (%s): one whose worker stops "
                      "is retried here", ", ".join(map(str, numbers)),
                      ", ".join(sorted({str(t.user_attrs.get(WORKER)) for t in others})))
-        time.sleep(min(5.0, float(self.settings["heartbeat_seconds"])))
+        time.sleep(min(2.0, float(self.settings["heartbeat_seconds"])))  # a dead pid here is seen within 2 s
         return numbers
 
     def _run_batch(self, study: optuna.Study, asked: list[optuna.Trial], space: SearchSpace, sweep_dir: Path,
