@@ -112,14 +112,13 @@ def extract_flexible(text: str, open_tag: str = THINK_OPEN, close_tag: str = THI
     if line is not None:
         return read_statement(line[len(ANSWER_MARK) :])
 
-    # The last statement wins: models often restate or correct themselves. A cue with no number
-    # after it ("what the answer is depends on...") is prose, not a statement.
-    # A cue followed by a number starts a statement, which runs to the end of its sentence and must
-    # hold one number: "the answer is 72 or 73" is unreadable, not 72. A cue followed by words is prose.
+    # The last statement wins: models often restate or correct themselves. A cue followed by a number
+    # starts a statement, which runs to the end of its sentence and must hold one number: "the answer is
+    # 72 or 73" is unreadable, not 72. A cue followed by words ("what the answer is depends on") is prose.
     # Each clause ends at the next cue at the latest, so many cues cost linear time.
     cues = list(_ANSWER_CUE_RE.finditer(visible))
     for cue, after in reversed(list(zip(cues, [c.start() for c in cues[1:]] + [len(visible)]))):
-        clause = _SENTENCE_END_RE.split(visible[cue.end() : after], 1)[0]
+        clause = _SENTENCE_END_RE.split(visible[cue.end() : after], maxsplit=1)[0]
         if first_span(clause) is not None:
             return read_statement(clause)
 
