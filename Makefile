@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test setup browser postgres clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP)
@@ -42,7 +42,14 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (for the report rendering test)"; \
 	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: $(STAMP) browser
+# The study storage tests start a real PostgreSQL server (an unprivileged cluster in a temp dir, on a
+# loopback port, stopped when the tests end): install Debian's server when absent.
+postgres:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql (for the study storage tests)"; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
+test: $(STAMP) browser postgres
 	$(PY) -m pytest -q
 
 clean:

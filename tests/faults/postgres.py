@@ -105,8 +105,9 @@ def start_server() -> Server:
         raise RuntimeError("running as root without runuser: cannot start PostgreSQL as an unprivileged user")
     error = None
     for _ in range(3):  # the free port can be taken between the probe and the server's bind
-        server = Server(Path(tempfile.mkdtemp(prefix="cot-pareto-pg-")), found, _free_port(),
-                        f"pw-{secrets.token_hex(12)}")
+        # As root, under /tmp itself: a $TMPDIR private to root would stop nobody from reaching the cluster.
+        root = tempfile.mkdtemp(prefix="cot-pareto-pg-", dir="/tmp" if os.geteuid() == 0 else None)
+        server = Server(Path(root), found, _free_port(), f"pw-{secrets.token_hex(12)}")
         try:
             server.start()
             return server
