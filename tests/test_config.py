@@ -181,3 +181,15 @@ def test_an_adapter_config_is_checked_before_any_model_loads(tmp_path, content, 
     assert str(caught.value).startswith(f"{tmp_path / 'adapter_config.json'}{message}"), str(caught.value)
     with pytest.raises(ConfigError, match="adapter_config.json missing"):
         check_config(compose_config("+level=4", f"adapter={tmp_path / 'nowhere'}"), ["eval"])
+
+
+def test_an_adapter_folder_without_weights_is_named_before_any_model_loads(tmp_path):
+    from sweep.config_check import check_config
+    from training.errors import DataError
+
+    (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"]}')
+    with pytest.raises(DataError) as caught:
+        check_config(compose_config("+level=4", f"adapter={tmp_path}"), ["eval"])
+    assert str(caught.value) == f"{tmp_path}: no adapter weights (adapter_model.safetensors or adapter_model.bin missing)"
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"")
+    check_config(compose_config("+level=4", f"adapter={tmp_path}"), ["eval"])

@@ -33,6 +33,7 @@ ADAPTER_DIR = "adapter"
 TRAINER_DIR = "trainer"
 EVAL_SAMPLES_FILE = "eval_samples.jsonl"
 EVAL_RESULTS_FILE = "eval_results.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what PEFT's save_pretrained writes
 
 
 @dataclass
@@ -84,17 +85,21 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
     if not (targets is None or isinstance(targets, str)
             or (isinstance(targets, list) and all(isinstance(name, str) for name in targets))):
         raise DataError(f"{path}: \"target_modules\" must be a string or a list of module names, got {targets!r}")
+    if not any((path.parent / name).is_file() for name in ADAPTER_WEIGHTS):
+        # PEFT would take the folder for a hub repo id and say so, which points the user the wrong way.
+        raise DataError(f"{path.parent}: no adapter weights ({' or '.join(ADAPTER_WEIGHTS)} missing)")
     return config
 
 
 def attach_adapter(student: Student, adapter_dir: Path) -> None:
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     read_adapter_config(adapter_dir)
     try:
         student.model = PeftModel.from_pretrained(student.model, str(adapter_dir))
-    except (ValueError, TypeError, KeyError, RuntimeError, OSError) as err:
-        # Weights missing, or made for another base model (shape mismatch): the user picked the wrong folder.
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError, SafetensorError) as err:
+        # Corrupt weights, or weights made for another base model (shape mismatch): the wrong folder, not a bug.
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise DataError(f"cannot load the LoRA adapter {adapter_dir} onto {student.path}: "
                         f"{type(err).__name__}: {reason}") from None

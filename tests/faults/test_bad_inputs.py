@@ -87,3 +87,22 @@ def test_a_calculator_mark_of_thousands_of_terms_drops_its_problem_with_the_reas
     assert report["dropped"] == {"teacher_error": 1} and report["kept_problems"] == 1
     # Traces with a teacher error are incomplete input: neither they nor the filter's output are cached.
     assert not list(fresh_stage_cache.rglob("summary.json"))
+
+
+def test_adapter_weights_peft_cannot_read_are_one_line(tmp_path):
+    """In-process (the student has to be loaded, once is enough): corrupt weights name the folder and the reason."""
+    from tests.conftest import compose_config
+    from training.errors import DataError
+    from training.hardware import resolve_hardware
+    from training.model_stages import attach_adapter, load_student
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16,
+                                                              "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))
+    (tmp_path / "adapter_model.safetensors").write_text("not safetensors\n")
+    cfg = compose_config("+level=4", "model=tiny-qwen3", "hardware=cpu", "train.quantization=none")
+    student = load_student(cfg.model, cfg.train, resolve_hardware(cfg.hardware))
+    with pytest.raises(DataError) as caught:
+        attach_adapter(student, tmp_path)
+    assert str(caught.value) == (f"cannot load the LoRA adapter {tmp_path} onto {student.path}: SafetensorError: "
+                                 "Error while deserializing header: header too large")
+    assert student.adapter == "none"
