@@ -57,7 +57,8 @@ def describe(storage: str | None, sweep_dir: Path) -> str:
     return str(Path(storage) if storage else sweep_dir / JOURNAL_FILE)
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An error's first line, credentials redacted."""
     # SQLAlchemy wraps the driver's error ("(psycopg.OperationalError) ...\n(Background on this error ...)");
     # the driver's own first line is what says what went wrong.
     text = str(getattr(err, "orig", None) or err).strip() or type(err).__name__
@@ -72,15 +73,15 @@ def storage_errors(label: str) -> Iterator[None]:
     try:
         yield
     except ArgumentError as err:  # foo://bar, a URL SQLAlchemy cannot parse or has no dialect for
-        raise ConfigError(f"hydra.sweeper.storage={label}: not a storage URL ({_first_line(err)}); use a journal "
+        raise ConfigError(f"hydra.sweeper.storage={label}: not a storage URL ({first_line(err)}); use a journal "
                           "file path, sqlite:///path/study.db or postgresql://user@host/db") from None
     except DBAPIError as err:  # the server is down, refuses the login, the database or file is missing
-        raise ConfigError(f"hydra.sweeper.storage={label}: cannot use the study storage: {_first_line(err)}") from None
+        raise ConfigError(f"hydra.sweeper.storage={label}: cannot use the study storage: {first_line(err)}") from None
     except ImportError as err:  # a URL whose driver is not installed (mysql://, postgresql+psycopg2://)
-        raise ConfigError(f"hydra.sweeper.storage={label}: its database driver is not installed ({_first_line(err)}); "
+        raise ConfigError(f"hydra.sweeper.storage={label}: its database driver is not installed ({first_line(err)}); "
                           "for PostgreSQL: pip install -e '.[postgres]'") from None
     except OSError as err:  # a journal under a file, in /proc, on a read-only disk
-        reason = err.strerror or _first_line(err)
+        reason = err.strerror or first_line(err)
         where = f" ({err.filename})" if err.filename and str(err.filename) not in label else ""
         raise ConfigError(f"hydra.sweeper.storage={label}: cannot write the journal file: {reason}{where}") from None
 
@@ -106,8 +107,6 @@ def open_storage(storage: str | None, sweep_dir: Path):
 
     Errors come out as one ConfigError line naming the storage with its password redacted.
     """
-    import optuna
-
     with storage_errors(describe(storage, sweep_dir)):
         if is_url(storage):
             return _rdb_storage(str(storage))

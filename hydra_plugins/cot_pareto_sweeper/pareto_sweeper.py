@@ -22,18 +22,18 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from hydra_plugins.cot_pareto_sweeper.settings import (SAMPLERS, ask_seed, build_sampler,  # noqa: F401 - re-exported
                                                        check_settings, redact_config)
-from hydra_plugins.cot_pareto_sweeper.trials import (BASELINE_DIR, claim, enqueue_grid, override_key,  # noqa: F401
-                                                     log_report, read_outcome)
+from hydra_plugins.cot_pareto_sweeper.trials import (BASELINE_DIR, claim, enqueue_grid, fail,  # noqa: F401
+                                                     log_report, override_key, read_outcome, reuse)
 from sweep.cli import prepare_overrides
 from sweep.pipeline import HEADLINE_METRICS
 from sweep.run_record import completed
 from sweep.search_space import SearchSpace, build_space
-from sweep.storage import describe, storage_errors, storage_setting
-from sweep.study import (ERROR, HEARTBEAT, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
+from sweep.storage import describe, first_line, storage_errors, storage_setting
+from sweep.study import (HEARTBEAT, INTERRUPTED, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
                          finished, load_study, open_storage, recover_stale, running_elsewhere, worker_id)
 from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
 from training.atomic import file_lock
@@ -89,7 +89,7 @@ class ParetoSweeper(Sweeper):
         except CotParetoError as err:
             message = str(err)
         except DBAPIError as err:  # the database went away mid-sweep: finished trials are in it, a rerun resumes
-            message = f"hydra.sweeper.storage={self._label}: {str(err.orig or err).splitlines()[0]}; rerun to resume"
+            message = f"hydra.sweeper.storage={self._label}: {first_line(err)}; rerun the command to resume"
         # Hydra prints an exception from a sweeper as a traceback and exits 1; SystemExit passes through it.
         print(f"error: {' '.join(message.split())}", file=sys.stderr)
         raise SystemExit(2)
@@ -154,7 +154,7 @@ class ParetoSweeper(Sweeper):
             trial = study.ask(dict(space.distributions))
             twin = completed_twin(trials, trial.params) if self.settings["reuse_repeats"] else None
             if twin is not None:
-                self._reuse(study, trial, twin)
+                reuse(study, trial, twin)
                 continue
             trial.set_user_attr(WORKER, worker_id())
             trial.set_user_attr(HEARTBEAT, time.time())
@@ -187,7 +187,7 @@ class ParetoSweeper(Sweeper):
                 trial.set_user_attr("overrides", overrides)
                 self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
             except Exception as err:  # noqa: BLE001 - a config that does not compose fails this trial only
-                self._fail(study, trial, f"config does not compose: {type(err).__name__}: {err}")
+                fail(study, trial, f"config does not compose: {type(err).__name__}: {err}")
                 continue
             log.info("trial %d (%s): %s -> %s", trial.number, worker_id(),
                      " ".join(tried[len(space.fixed):]), sweep_dir / subdir)
@@ -202,7 +202,7 @@ class ParetoSweeper(Sweeper):
                 raise
             for trial, _ in jobs:
                 trial.set_user_attr(INTERRUPTED, True)
-                self._fail(study, trial, "interrupted (Ctrl-C); its parameters are queued for the next run")
+                fail(study, trial, "interrupted (Ctrl-C); its parameters are queued for the next run")
                 study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
             self._write_summary(study, sweep_dir)
             raise
@@ -211,7 +211,7 @@ class ParetoSweeper(Sweeper):
             kept = ("level", *metrics, *HEADLINE_METRICS, "n_train", "train_seconds")
             trial.set_user_attr("metrics", {key: summary[key] for key in kept if key in summary})
             if error is not None:
-                self._fail(study, trial, error)
+                fail(study, trial, error)
                 continue
             study.tell(trial, values)
             log.info("trial %d complete: %s", trial.number, ", ".join(f"{m} {v:.4g}" for m, v in zip(metrics, values)))
@@ -238,20 +238,6 @@ class ParetoSweeper(Sweeper):
             log.error("baseline failed: %s (the trials run without it)", error)
         else:
             log.info("baseline complete: %s", ", ".join(f"{m} {v:.4g}" for m, v in zip(metrics, values)))
-
-    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> None:
-        original = twin.user_attrs.get(REPEAT_OF, twin.number)
-        for key in ("run_dir", "metrics", "overrides"):
-            if key in twin.user_attrs:
-                trial.set_user_attr(key, twin.user_attrs[key])
-        trial.set_user_attr(REPEAT_OF, original)
-        study.tell(trial, twin.values)
-        log.info("trial %d repeats trial %d's parameters: its result reused, nothing run", trial.number, original)
-
-    def _fail(self, study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-        trial.set_user_attr(ERROR, reason)
-        study.tell(trial, state=TrialState.FAIL)
-        log.error("trial %d failed: %s", trial.number, reason)
 
     def _write_summary(self, study: optuna.Study, sweep_dir: Path) -> None:
         # Under the lock, so the last write on this machine reflects every trial told before it.

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweep.run_record import RUNNING, read_metrics
 from sweep.search_space import SearchSpace, grid_points
-from sweep.study import host_name, parse_worker, pid_alive, worker_id
+from sweep.study import ERROR, REPEAT_OF, host_name, parse_worker, pid_alive, worker_id
 from sweep.sweep_summary import SUMMARY_CSV
 
 log = logging.getLogger(__name__)
@@ -80,3 +80,20 @@ def log_report(study: optuna.Study, sweep_dir: Path) -> None:
     log.info("study %s: %s; Pareto front: trials %s; summary: %s; plots and report: python -m analysis report %s",
              study.study_name, ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n), front or "none yet",
              sweep_dir / SUMMARY_CSV, sweep_dir)
+
+
+def reuse(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> None:
+    """Tell ``trial`` the result of ``twin``, a finished trial with the same parameters: nothing runs."""
+    original = twin.user_attrs.get(REPEAT_OF, twin.number)
+    for key in ("run_dir", "metrics", "overrides"):
+        if key in twin.user_attrs:
+            trial.set_user_attr(key, twin.user_attrs[key])
+    trial.set_user_attr(REPEAT_OF, original)
+    study.tell(trial, twin.values)
+    log.info("trial %d repeats trial %d's parameters: its result reused, nothing run", trial.number, original)
+
+
+def fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr(ERROR, reason)
+    study.tell(trial, state=TrialState.FAIL)
+    log.error("trial %d failed: %s", trial.number, reason)
