@@ -12,8 +12,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.study import (HEARTBEAT, INTERRUPTED, RETRY_OF, WORKER, counted, is_stale, load_study, open_storage,
-                         recover_stale)
+from sweep.study import (HEARTBEAT, HOST_ENV, INTERRUPTED, RETRY_OF, WORKER, counted, is_stale, load_study,
+                         open_storage, recover_stale, running_elsewhere, worker_id)
 from sweep.sweep_summary import read_summary, row_from_trial, write_summary
 from training.errors import ConfigError
 
@@ -46,6 +46,20 @@ def test_staleness_by_dead_pid_here_or_old_heartbeat_elsewhere(study):
     _running(study, "other-host:2", now - 10)  # recent heartbeat elsewhere: alive
     stale = [is_stale(t, now, HOST, stale_after=300) for t in study.get_trials()]
     assert stale == [True, False, True, False]
+
+
+def test_a_host_name_from_the_environment_keeps_pids_to_their_own_host(study, monkeypatch):
+    """Two workers that share a host name but not a process table tell themselves apart with COT_PARETO_HOST."""
+    dead = _dead_pid()
+    _running(study, f"{HOST}:{dead}", time.time())  # a dead pid, but of the machine named HOST
+    monkeypatch.setenv(HOST_ENV, "box-b")
+    assert worker_id() == f"box-b:{os.getpid()}"
+    assert recover_stale(study, stale_after=300) == []  # another host's pid says nothing here: its heartbeat is fresh
+    assert recover_stale(study, stale_after=300, now=time.time() + 301) == [0]  # ... until it is stale_after old
+    monkeypatch.setenv(HOST_ENV, HOST)
+    mine = _running(study, worker_id(), time.time())
+    assert [t.number for t in running_elsewhere(study.get_trials(), worker_id())] == []
+    assert [t.number for t in running_elsewhere(study.get_trials(), "box-c:1")] == [mine.number]
 
 
 def test_recovery_fails_stale_trials_and_queues_their_points(study):

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.study import HEARTBEAT, HOST_ENV, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, host_name
 from tests.faults.common import REPO, assert_no_secret, run_module
 from tests.faults.postgres import postgres  # noqa: F401 - the session's server, a fixture
+from training.stage_cache import SUMMARY_FILE
 
 STUDY = "smoke-tiny-qwen3-svamp"
 SMOKE = ["+search=smoke", "wandb.mode=disabled"]
@@ -59,6 +60,13 @@ def _running_trial(url: str, worker: str, sweep_dir: Path) -> FrozenTrial | None
 def _finished_outputs(*sweep_dirs: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for sweep_dir in sweep_dirs for path in sweep_dir.glob("trial_*/metrics.json")
             if '"completed"' in path.read_text()}
+
+
+def _assert_cache_entries_whole(cache: Path) -> None:
+    """A worker killed mid-stage leaves no entry that a later trial would take for a finished one."""
+    partial = [entry for entry in cache.glob("*/*") if entry.is_dir() and not entry.name.startswith(".")
+               and not (entry / SUMMARY_FILE).is_file()]
+    assert not partial, partial
 
 
 def _check_retried(trials: list[FrozenTrial], killed: int, survivor: str, n_trials: int) -> FrozenTrial:
@@ -123,6 +131,7 @@ def test_a_killed_worker_trial_is_retried_by_its_sibling_in_the_same_run(postgre
     retry = _check_retried(_trials(full), trial.number, f"{host_name()}:{survivor.pid}", n_trials=2)
     assert (sweep_dir / f"trial_{retry.number:04d}" / "metrics.json").is_file()
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not run again
+    _assert_cache_entries_whole(fresh_stage_cache)
     assert_no_secret(postgres.password, sweep_dir, fresh_stage_cache, tmp_path / "survivor.log")
 
 
@@ -156,5 +165,6 @@ def test_a_trial_of_a_dead_host_is_retried_after_the_heartbeat_timeout(postgres,
     # Retried only once its heartbeat was stale_after_seconds old, though host-b's dead pid is a dead pid here.
     assert retry.datetime_start.timestamp() - float(killed.user_attrs[HEARTBEAT]) >= stale_after
     assert (sweep_a / f"trial_{retry.number:04d}" / "metrics.json").is_file()
+    _assert_cache_entries_whole(fresh_stage_cache)
     assert postgres.password not in output
     assert_no_secret(postgres.password, sweep_a, sweep_b, fresh_stage_cache)

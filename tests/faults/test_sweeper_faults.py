@@ -6,8 +6,12 @@ before any trial imports the training stack).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from hydra_plugins.cot_pareto_sweeper.config import ParetoSweeperConf
+from hydra_plugins.cot_pareto_sweeper.settings import check_settings
 from sweep.storage import redact, storage_setting
 from tests.faults.common import REPO, assert_no_secret, one_error_line, run_module
 from training.errors import ConfigError
@@ -79,3 +83,20 @@ def test_storage_env_reads_the_url_from_the_environment():
     assert storage_setting("x.journal", None, {}) == "x.journal"
     with pytest.raises(ConfigError, match="not both"):
         storage_setting("x.journal", "DB", {"DB": "sqlite:///s.db"})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_trials": 0}, "n_trials=0 must be a whole number of at least 1"),
+    ({"n_trials": None}, "n_trials is required unless sampler=grid"),
+    ({"n_jobs": 0}, "n_jobs=0 must be at least 1, -1"),
+    ({"n_workers": 0}, "n_workers=0 must be a whole number"),
+    ({"heartbeat_seconds": 0, "stale_after_seconds": 10}, "must exceed hydra.sweeper.heartbeat_seconds=0"),
+    ({"objectives": {"accuracy": "up"}}, "objectives.accuracy='up' is not one of maximize, minimize"),
+    ({"sampler": "nsgaii", "sampler_kwargs": {"population_size": 1}}, "sampler_kwargs={'population_size': 1}"),
+    ({"storage": "s.journal", "storage_env": "DB"}, "not both"),
+])
+def test_settings_are_checked_before_any_trial(change, message):
+    settings = {**vars(ParetoSweeperConf()), "n_trials": 4, **change}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_settings(settings)
+    check_settings({**vars(ParetoSweeperConf()), "n_trials": 4})  # the defaults with a budget pass
