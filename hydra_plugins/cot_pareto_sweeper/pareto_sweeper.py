@@ -5,6 +5,8 @@ launcher; its objectives are read back from the run dir's ``metrics.json``, neve
 memory. A trial whose config does not compose, that raises, or whose metrics are missing
 or not finite is told FAIL with the reason; the search goes on. Ctrl-C marks the trials
 in flight as interrupted and queues their parameters, so re-running the command resumes.
+A worker with nothing left to ask stays while other workers' trials run, and retries any
+whose worker dies. Bad settings and storages stop the sweep before any trial, as one line.
 """
 
 from __future__ import annotations
