@@ -7,8 +7,8 @@ password-free forms are libpq's ``PGPASSWORD`` or ``~/.pgpass`` (a URL without a
 ``hydra.sweeper.storage_env=VAR``: the URL is read from the environment variable ``VAR`` and
 never appears on a command line or in a config.
 
-SQLAlchemy 2.1 opens ``postgresql://`` with psycopg 3 (the ``postgres`` extra), so the URL needs
-no ``+psycopg`` suffix.
+``postgresql://`` is opened with psycopg 3 (the ``postgres`` extra): SQLAlchemy 2.1's default, and
+spelt out here as ``postgresql+psycopg://`` so that an older SQLAlchemy does not look for psycopg2.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def _rdb_storage(url: str, attempts: int = 5):
     import optuna
     from sqlalchemy.exc import DBAPIError, IntegrityError
 
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url)
