@@ -88,7 +88,8 @@ def test_two_workers_share_a_study_and_its_password_stays_out_of_every_file(post
     sweep_dir = tmp_path / "search"
     # The password in the URL on the command line, W&B on (offline): its record holds the command line.
     result = run_module("sweep.workers", "2", "+search=smoke", "wandb.mode=offline", f"hydra.sweep.dir={sweep_dir}",
-                        f"hydra.sweeper.storage={url}", "hydra.sweeper.n_trials=3", cwd=REPO)
+                        f"hydra.sweeper.storage={url}", "hydra.sweeper.n_trials=3", cwd=REPO,
+                        env={"WANDB_MODE": "offline"})  # a WANDB_MODE around the tests would win over the config
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     trials = _trials(url)
