@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from sweep.run_record import METRICS_FILE, UNREADABLE, read_metrics
+from sweep.storage import redact
 from training.errors import CotParetoError
 
 # Overrides that say how a trial ran, not what it tried: not shown as its parameters.
@@ -163,11 +164,11 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
     names = [summary.study_name for summary in optuna.get_all_study_summaries(backend)]
     if study_name is None:
         if len(names) != 1:
-            raise CotParetoError(f"{storage} holds {len(names)} studies ({', '.join(names) or 'none'}): "
+            raise CotParetoError(f"{redact(storage)} holds {len(names)} studies ({', '.join(names) or 'none'}): "
                                  "name one with --study")
         study_name = names[0]
     elif study_name not in names:
-        raise CotParetoError(f"{storage} has no study {study_name!r} (it has: {', '.join(names) or 'none'})")
+        raise CotParetoError(f"{redact(storage)} has no study {study_name!r} (it has: {', '.join(names) or 'none'})")
     study = optuna.load_study(study_name=study_name, storage=backend)
     collection = Collection(series or study_name)
     for trial in study.get_trials(deepcopy=False):
@@ -213,7 +214,7 @@ def collect(source: str, study_name: str | None = None, series: str | None = Non
         if not path.exists():
             raise CotParetoError(f"{source} does not exist")
         if not path.is_dir():
-            raise CotParetoError(f"{source} is neither a sweep dir nor an Optuna storage (*.journal, or a URL)")
+            raise CotParetoError(f"{redact(source)} is neither a sweep dir nor an Optuna storage (*.journal, or a URL)")
         collection = collect_dir(path, series)
     if not collection.trials and not collection.skipped:
         raise CotParetoError(f"{source} holds no trials (no run dir with a metrics.json)")
