@@ -53,10 +53,44 @@ def _values(override: Override) -> list[str]:
     return [override.get_value_element_as_str()]
 
 
+SWEEPER_PREFIX = "hydra.sweeper."
+
+
+def check_sweeper_override(arg: str) -> None:
+    """``hydra.sweeper.<field>=value`` against the sweeper's typed settings: one line instead of Hydra's
+    multi-line merge error (``n_trials=abc``). Nested keys (``params.x``, ``sampler_kwargs.x``) are the
+    sweeper's own to check."""
+    if not arg.lstrip("+~").startswith(SWEEPER_PREFIX) or "=" not in arg:
+        return
+    try:
+        (override,) = OverridesParser.create().parse_overrides([arg])
+    except HydraException:
+        return  # Hydra reports its own syntax error
+    name = override.key_or_group[len(SWEEPER_PREFIX):]
+    if "." in name or override.is_sweep_override() or override.is_delete():
+        return
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from hydra_plugins.cot_pareto_sweeper.config import ParetoSweeperConf
+
+    settings = OmegaConf.structured(ParetoSweeperConf)
+    if name not in settings:
+        raise ConfigError(f"hydra.sweeper.{name} is not a setting of the pareto_optuna sweeper "
+                          f"(settings: {', '.join(key for key in settings if not key.startswith('_'))})")
+    try:
+        OmegaConf.merge(settings, {name: override.value()})
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"hydra.sweeper.{name}={override.get_value_element_as_str()}: "
+                          f"{str(err).splitlines()[0]}") from None
+
+
 def prepare_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> list[str]:
-    """``argv`` with level overrides checked and quoted; ConfigError for an unknown level."""
+    """``argv`` with level overrides checked and quoted; ConfigError for an unknown level or option, or a
+    sweeper setting of the wrong type."""
     prepared = []
     for arg in argv:
+        check_sweeper_override(arg)
         parsed = _parse(arg, conf_dir)
         if parsed is None:
             prepared.append(arg)

@@ -72,3 +72,22 @@ def test_model_stages_through_the_entry_point(tmp_path):
     assert len((run / "eval_samples.jsonl").read_text().splitlines()) == 4
     assert "eval: L4 accuracy" in (run / "sweep.log").read_text()
     assert list((run / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("hydra.sweeper.n_trials=abc", "hydra.sweeper.n_trials=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("hydra.sweeper.seed=1.5", "hydra.sweeper.seed=1.5: Value '1.5' of type 'float' could not be converted to Integer"),
+        ("hydra.sweeper.nosuch=1", "hydra.sweeper.nosuch is not a setting of the pareto_optuna sweeper (settings: study_name,"),
+    ],
+)
+def test_a_sweeper_setting_of_the_wrong_type_is_one_line_before_hydra_merges_it(arg, message):
+    from sweep.cli import prepare_overrides
+    from training.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        prepare_overrides(["+search=smoke", arg])
+    assert str(caught.value).startswith(message)
+    assert prepare_overrides(["hydra.sweeper.n_trials=3", "hydra.sweeper.storage=null"]) == \
+        ["hydra.sweeper.n_trials=3", "hydra.sweeper.storage=null"]
