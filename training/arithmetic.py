@@ -41,11 +41,22 @@ def shorten(expr: str, limit: int = 60) -> str:
     return repr(expr) if len(expr) <= limit else f"{expr[:limit]!r}... ({len(expr)} chars)"
 
 
-def _parse(expr: str) -> ast.expr:
-    cleaned = _LEADING_ZEROS.sub("", expr.replace(",", "").strip())
-    operators = len(_OPERATOR.findall(cleaned))
+def check_size(expr: str) -> None:
+    """ExpressionError for an expression too long or too deeply nested to evaluate; cheap (no parse)."""
+    operators = len(_OPERATOR.findall(expr))
     if operators > MAX_OPERATORS:
         raise ExpressionError(f"too long: {operators} operators (at most {MAX_OPERATORS})")
+    depth = deepest = 0
+    for char in expr:
+        depth += (char == "(") - (char == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_OPERATORS:
+        raise ExpressionError(f"nested too deeply: {deepest} parentheses (at most {MAX_OPERATORS})")
+
+
+def _parse(expr: str) -> ast.expr:
+    cleaned = _LEADING_ZEROS.sub("", expr.replace(",", "").strip())
+    check_size(cleaned)
     try:
         return ast.parse(cleaned, mode="eval").body
     except (SyntaxError, RecursionError, MemoryError):  # deep parentheses overflow the parser, not just bad syntax

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from training.answers import normalize_number, to_fraction
+from training.arithmetic import ExpressionError, check_size, shorten
 from training.errors import ConfigError, DataError
 from training.jsonl import iter_jsonl
 from training.settings import as_choice, as_int, as_optional_int
+from training.solutions import MARK
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,12 @@ def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str,
         solution, sep, gold_raw = solution.rpartition("####")
         if not sep:
             solution, gold_raw = gold_raw, None
+    for expr, _ in MARK.findall(solution):
+        # A calculator mark no evaluator could hold is a malformed row, not a problem to drop: say where it is.
+        try:
+            check_size(expr)
+        except ExpressionError as err:
+            raise DataError(f"{where}: calculator mark {shorten(expr)}: {err}") from None
     gold = canonical_number(gold_raw)
     problem_id = str(row[fields["id"]]) if fields.get("id") and row.get(fields["id"]) is not None else default_id
     if gold is None:

@@ -70,8 +70,8 @@ def test_a_garbage_adapter_config_fails_before_the_model_loads(tmp_path, fresh_s
     assert "hardware" not in metrics and not (tmp_path / "run" / "eval_samples.jsonl").exists()
 
 
-def test_a_calculator_mark_of_thousands_of_terms_drops_its_problem_with_the_reason(tmp_path, fresh_stage_cache):
-    """Not a user error: the reference teacher cannot render that one problem, the filter drops it, the rest runs."""
+def test_a_calculator_mark_of_thousands_of_terms_is_one_line_naming_file_and_line(tmp_path, fresh_stage_cache):
+    """A mark no evaluator could hold (it overflowed Python's recursion limit) is a malformed data row."""
     mark = "+".join(["1"] * 3000)
     rows = [{"question": "What is 1+1?", "answer": "1+1=<<1+1=2>>2\n#### 2"},
             {"question": "Count them.", "answer": f"There are <<{mark}=3000>>3000 apples.\n#### 3000"}]
@@ -79,14 +79,9 @@ def test_a_calculator_mark_of_thousands_of_terms_drops_its_problem_with_the_reas
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     result = sweep(tmp_path, "stages=[traces,filter]", "data=gsm8k", "data.source=files", f"data.train_path={data}",
                    "data.n_train=2", "data.n_eval=0")
-    assert result.returncode == 0 and "Traceback" not in result.stdout + result.stderr, result.stderr
-    traces = [json.loads(line) for line in (tmp_path / "run" / "traces.jsonl").read_text().splitlines()]
-    (error,) = [row["error"] for row in traces if row["error"]]
-    assert error.endswith("'... (6004 chars): too long: 2999 operators (at most 200)") and len(error) < 200
-    report = json.loads((tmp_path / "run" / "filter_report.json").read_text())
-    assert report["dropped"] == {"teacher_error": 1} and report["kept_problems"] == 1
-    # Traces with a teacher error are incomplete input: neither they nor the filter's output are cached.
-    assert not list(fresh_stage_cache.rglob("summary.json"))
+    message = f"{data}:2: calculator mark '{mark[:60]}'... (5999 chars): too long: 2999 operators (at most 200)"
+    assert_failed_with(tmp_path, result, message, fresh_stage_cache)
+    assert not (tmp_path / "run" / "traces.jsonl").exists()
 
 
 def test_adapter_weights_peft_cannot_read_are_one_line(tmp_path):
