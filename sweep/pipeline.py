@@ -94,8 +94,8 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
 
 
 def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], summary: dict[str, Any]) -> Splits | None:
-    """The data, traces and filter stages; ``summary["complete_inputs"]`` is False after teacher errors, so that
-    nothing derived from the short trace set (filtered rows, an adapter) is stored in the stage cache."""
+    """The data, traces and filter stages; ``summary["complete_inputs"]`` is False after failed teacher requests,
+    so that nothing derived from the short trace set (filtered rows, an adapter) is stored in the stage cache."""
     splits = None
     if "traces" in stages or "eval" in stages:
         splits = load_problems(cfg.data)
@@ -106,12 +106,14 @@ def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str]
         parts = cache_parts(cfg, "traces", {"problems": rows_digest([asdict(p) for p in splits.train])})
         summary["traces"] = run_cached(stage_cache(cfg), "traces", parts, run_dir, [TRACES_FILE],
                                        lambda: _traces(cfg, splits, level, run_dir),
-                                       cacheable=lambda result: result["teacher_errors"] == 0)
-        summary["complete_inputs"] = summary["traces"]["teacher_errors"] == 0
+                                       cacheable=lambda result: result["retryable_errors"] == 0)
+        # Only errors that may not recur (failed requests) make the traces incomplete; a problem the reference
+        # teacher cannot render fails the same way every time.
+        summary["complete_inputs"] = summary["traces"].get("retryable_errors", 0) == 0
         if not summary["complete_inputs"]:
-            log.warning("traces: %d teacher errors; this trial trains on the traces that came back, and nothing "
-                        "derived from them is cached (a later run asks the teacher again)",
-                        summary["traces"]["teacher_errors"])
+            log.warning("traces: %d teacher requests failed; this trial trains on the traces that came back, and "
+                        "nothing derived from them is cached (a later run asks the teacher again)",
+                        summary["traces"]["retryable_errors"])
     if "filter" in stages:
         traces_path = stage_input(cfg, "traces_path", run_dir / TRACES_FILE, "traces", stages)
         parts = cache_parts(cfg, "filter", {"traces": input_digest(traces_path)})

@@ -40,10 +40,12 @@ def traces_stage(
     ]
     write_jsonl(out_path, rows)
     failed = sum(1 for t in traces if t.error)
+    retryable = sum(1 for t in traces if t.error and t.retryable)
     seconds = round(time.perf_counter() - start, 3)
     log.info("traces: %s wrote %d traces for %d problems at %s (%d with a teacher error) in %.2fs -> %s",
              teacher.name, len(rows), len(problems), level.tag, failed, seconds, out_path)
-    summary = {"teacher": teacher.name, "n_traces": len(rows), "teacher_errors": failed, "seconds": seconds}
+    summary = {"teacher": teacher.name, "n_traces": len(rows), "teacher_errors": failed, "retryable_errors": retryable,
+               "seconds": seconds}
     if getattr(teacher, "stats", None):  # LLM teachers: requests sent, cache hits, tokens generated...
         summary["teacher_stats"] = dict(teacher.stats)
     return summary

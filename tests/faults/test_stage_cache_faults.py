@@ -102,3 +102,14 @@ def test_a_traces_file_given_by_path_is_keyed_on_its_content(tmp_path, fresh_sta
     edited = run_pipeline(compose_config(*BASE, *given), tmp_path / "edited")
     assert edited["filter"]["cache"] == "miss" and edited["filter"]["kept_problems"] == 5
     assert len(read_jsonl(tmp_path / "edited" / "filtered.jsonl")) == 5
+
+
+def test_a_problem_the_reference_teacher_cannot_render_does_not_keep_the_traces_out_of_the_cache(tmp_path):
+    # The embedded default's 256 SVAMP training problems hold one whose equation the reference teacher cannot
+    # render: that error recurs on every run, so it is not an incomplete input (a failed request is, see above).
+    overrides = ("+level=3", "model=tiny-qwen3", "data.n_train=256", "stages=[traces,filter]")
+    first = run_pipeline(compose_config(*overrides), tmp_path / "first")
+    second = run_pipeline(compose_config(*overrides), tmp_path / "second")
+    assert first["traces"]["teacher_errors"] == 1 and first["traces"]["retryable_errors"] == 0
+    assert first["complete_inputs"] is True
+    assert second["traces"]["cache"] == second["filter"]["cache"] == "hit"

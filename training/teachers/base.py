@@ -23,6 +23,10 @@ class Trace:
     completion: str  # what the teacher wrote: "<think>\n...\n</think>\n#### N", graded by the filter
     teacher: str
     error: str | None = None  # why the teacher could not produce a usable completion
+    # The error may not recur (a request that failed after its retries), so a rerun should ask again: traces
+    # with such errors are incomplete and are not stored. A deterministic one (a reference the reference
+    # teacher cannot render) would fail again the same way, and does not keep the traces out of the cache.
+    retryable: bool = False
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +53,7 @@ def run_teacher(teacher: Teacher, problems: Sequence[Problem], level: Level, n_s
     for problem, samples in zip(problems, results):
         if not samples:
             # No trace at all is still recorded, so the filter can count the problem as dropped.
-            samples = [Trace(problem.id, 0, "", teacher.name, error="teacher returned no trace")]
+            samples = [Trace(problem.id, 0, "", teacher.name, error="teacher returned no trace", retryable=True)]
         for trace in samples:
             if trace.problem_id != problem.id:
                 raise TeacherError(f"teacher {teacher.name!r} returned a trace for {trace.problem_id} in place of {problem.id}")

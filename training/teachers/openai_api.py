@@ -146,7 +146,7 @@ class OpenAITeacher:
             except _Retry as err:
                 self._count("failures")
                 self.last_failure = str(err)
-                return Trace(problem_id, sample, "", self.name, error=str(err))
+                return Trace(problem_id, sample, "", self.name, error=str(err), retryable=True)
             self.cache.put(key, answer)
         completion = self._completion(answer)
         if not completion.strip():
