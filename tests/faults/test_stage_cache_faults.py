@@ -19,7 +19,7 @@ from tests.conftest import compose_config
 from training.data import load_problems
 from training.jsonl import read_jsonl, write_jsonl
 
-BASE = ("+level=3", "model=tiny-qwen3", "hardware=cpu", "wandb.mode=offline", "data.n_train=8", "data.n_eval=2")
+BASE = ("+level=3", "model=tiny-qwen3", "hardware=cpu", "wandb.mode=disabled", "data.n_train=8", "data.n_eval=2")
 
 
 class Teacher(BaseHTTPRequestHandler):
