@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.stage_plan import cache_parts, input_digest, stage_cache, stage_input
 from sweep.tracking import Tracker
+from sweep.trial_record import SCORES, TrialRecord
 from training.data import Splits
 from training.distributed import train_distributed
 from training.errors import ConfigError, TrainingError
@@ -29,18 +30,12 @@ from training.sft import resolve_quant_config
 from training.stage_cache import run_cached
 from training.stages import FILTERED_FILE
 
-# Copied to the top level of metrics.json, where analysis and sweeps read them.
-HEADLINE_METRICS = ("accuracy", "accuracy_ci", "accuracy_strict", "mean_think_tokens", "median_think_tokens",
-                    "mean_completion_tokens", "format_error_rate", "n_eval", "eval_seconds", "eval_tokens_per_second",
-                    "eval_prefill_tokens_per_second", "eval_decode_tokens_per_second")
-
-
 def run_model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], splits: Splits | None,
-                     summary: dict[str, Any], tracker: Tracker) -> None:
-    """Train and/or evaluate as ``stages`` says, adding their results to ``summary`` (metrics.json)."""
+                     record: TrialRecord, tracker: Tracker) -> None:
+    """Train and/or evaluate as ``stages`` says, their results in ``record`` (metrics.json)."""
     hardware = resolve_hardware(cfg.hardware)
     apply_threads(hardware)
-    summary["hardware"] = {"name": hardware.name, "device": hardware.device, "precision": hardware.precision,
+    record.hardware = {"name": hardware.name, "device": hardware.device, "precision": hardware.precision,
                            "precision_reason": hardware.precision_reason, "num_threads": hardware.num_threads,
                            "num_processes": hardware.num_processes}
     adapter_dir = _adapter_source(cfg, run_dir, stages)
@@ -51,24 +46,21 @@ def run_model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[
     # them (in _train), so it holds no GPU memory while they train.
     parallel = "train" in stages and hardware.num_processes > 1
     student = None if parallel else load_student(cfg.model, cfg.train, hardware)
-    summary["n_train"] = 0
+    record.n_train = 0
     if "train" in stages:
-        summary["train"], student = _train(cfg, student, rows_path, rows, hardware, run_dir, tracker,
-                                           cacheable=summary.get("complete_inputs", True))
-        summary["n_train"] = summary["train"]["n_train"]
-        summary["train_seconds"] = summary["train"]["train_seconds"]
-        write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
+        record.train, student = _train(cfg, student, rows_path, rows, hardware, run_dir, tracker,
+                                       cacheable=record.complete_inputs is not False)
+        record.n_train, record.train_seconds = record.train["n_train"], record.train["train_seconds"]
+        write_model_card(Path(student.adapter), _card_info(cfg, level, student, record))
     elif adapter_dir is not None:
         attach_adapter(student, adapter_dir)
     if "eval" in stages:
-        samples, metrics = eval_stage(student, splits.eval, level, cfg.model, cfg.eval, cfg.sampling, run_dir,
-                                      system=cfg.prompt.get("system"), seed=int(cfg.seed), hardware=hardware)
-        summary["eval"] = metrics
-        summary.update({key: metrics[key] for key in HEADLINE_METRICS if key in metrics})
-        tracker.log_metrics({**metrics, "n_train": summary["n_train"]})
+        samples, record.eval = eval_stage(student, splits.eval, level, cfg.model, cfg.eval, cfg.sampling, run_dir,
+                                          system=cfg.prompt.get("system"), seed=int(cfg.seed), hardware=hardware)
+        tracker.log_metrics({**record.eval, "n_train": record.n_train})
         tracker.log_samples(samples, int(cfg.eval.get("log_samples", 64)))
         if "train" in stages:  # the card now carries the scores too
-            write_model_card(Path(student.adapter), _card_info(cfg, level, student, summary))
+            write_model_card(Path(student.adapter), _card_info(cfg, level, student, record))
 
 
 def _adapter_source(cfg: DictConfig, run_dir: Path, stages: list[str]) -> Path | None:
@@ -134,14 +126,15 @@ def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list
     return summary, student
 
 
-def _card_info(cfg: DictConfig, level: Level, student: Student, summary: dict[str, Any]) -> dict[str, Any]:
+def _card_info(cfg: DictConfig, level: Level, student: Student, record: TrialRecord) -> dict[str, Any]:
     train = cfg.train
     return {
         "level": level.id, "level_name": level.name, "level_style": level.style,
         "base_model": cfg.model.get("path") or cfg.model.name, "base_path": student.path,
-        "quantization": student.quantization, "data": cfg.data.name, "teacher": summary.get("traces", {}).get("teacher"),
-        "n_train": summary.get("n_train"), "train_loss": summary.get("train", {}).get("train_loss"),
-        "precision": summary["hardware"]["precision"], "metrics": summary.get("eval"),
+        "quantization": student.quantization, "data": cfg.data.name, "teacher": (record.traces or {}).get("teacher"),
+        "n_train": record.n_train, "train_loss": (record.train or {}).get("train_loss"),
+        "precision": record.hardware["precision"],
+        "metrics": {key: value for key, value in record.headline().items() if key in SCORES},
         **{key: train[key] for key in ("lora_r", "lora_alpha", "lora_dropout", "epochs", "learning_rate", "batch_size")},
         "target_modules": OmegaConf.to_container(train.target_modules) if OmegaConf.is_config(train.target_modules)
         else train.target_modules,

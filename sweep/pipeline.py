@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.cli import available_levels
 from sweep.config_check import check_config
 from sweep.memory import peak_rss, release_process_memory, reset_peak_rss
-from sweep.model_run import HEADLINE_METRICS, run_model_stages
+from sweep.model_run import run_model_stages
 from sweep.run_record import METRICS_FILE, reserve_metrics, write_metrics
+from sweep.trial_record import COMPLETED, HEADLINE_METRICS, TrialRecord
 from sweep.stage_plan import MODEL_STAGES, STAGES, cache_parts, input_digest, resolve_stages, stage_cache, stage_input
 from sweep.tracking import wandb_run
 from training.data import Splits, load_problems
@@ -51,80 +52,81 @@ def build_teacher(cfg: DictConfig) -> tuple[Any, int]:
 
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[str, Any]:
-    """Run ``cfg.stages`` into ``run_dir``; always leave a ``metrics.json`` behind.
+    """Run ``cfg.stages`` into ``run_dir``; always leave a ``metrics.json`` behind; return its contents.
 
     The model stages run inside the trial's W&B run (grouped by ``group``), which
     is closed as failed if they raise.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir)}
+    record = TrialRecord(run_dir=str(run_dir))
     rss_scope = "process"
     try:
-        reserve_metrics(run_dir, summary)  # blocks that a failure on a full disk can still write its record into
+        reserve_metrics(run_dir, record.to_json())  # blocks that a failure on a full disk can still write into
         # Inside the try: a Ctrl-C during the collection must still leave a metrics.json behind.
         release_process_memory()  # an earlier trial in this process (or its failure's traceback) must not count here
         rss_scope = reset_peak_rss()
         level = level_from_config(cfg.get("level"), valid=available_levels())
         adapter = str(cfg.get("adapter", "auto"))
         stages = resolve_stages(cfg.get("stages"), adapter)
-        summary.update(level=level.id, level_name=level.name, stages=stages, model=cfg.model.name, adapter=adapter)
+        record.level, record.level_name, record.stages = level.id, level.name, stages
+        record.model, record.adapter = cfg.model.name, adapter
         check_config(cfg, stages)  # every setting the stages will read, before any of them starts
-        splits = _data_stages(cfg, run_dir, level, stages, summary)
+        splits = _data_stages(cfg, run_dir, level, stages, record)
         if any(stage in stages for stage in MODEL_STAGES):
             with wandb_run(cfg, run_dir, group) as tracker:
-                run_model_stages(cfg, run_dir, level, stages, splits, summary, tracker)
+                run_model_stages(cfg, run_dir, level, stages, splits, record, tracker)
             release_process_memory()  # the student and trainer are unreachable now, but held in cycles
-        summary["status"] = "completed"
+        record.status = COMPLETED
     except BaseException as err:  # Ctrl-C too: the run dir must not be left saying "running"
         disk_full = storage_error(err)  # one line naming the path, not a traceback (or a kilobyte of shutil.Error)
-        shown = disk_full or err
-        summary.update(status="failed", error=f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__)
+        record.fail(disk_full or err)
         if disk_full is not None:
             raise disk_full from None
         raise
     finally:
-        summary["seconds"] = round(time.perf_counter() - start, 3)
-        summary.update(peak_rss(rss_scope))
+        record.seconds = round(time.perf_counter() - start, 3)
+        record.resources = peak_rss(rss_scope)
         try:
-            write_metrics(run_dir, summary)
+            write_metrics(run_dir, record.to_json())
         except OSError as err:
             raise (storage_error(err) or err) from None
-    return summary
+    return record.to_json()
 
 
-def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], summary: dict[str, Any]) -> Splits | None:
-    """The data, traces and filter stages; ``summary["complete_inputs"]`` is False after failed teacher requests,
-    so that nothing derived from the short trace set (filtered rows, an adapter) is stored in the stage cache."""
+def _data_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[str], record: TrialRecord) -> Splits | None:
+    """The data, traces and filter stages, their results in ``record``. ``record.complete_inputs`` is False after
+    failed teacher requests, so that nothing derived from the short trace set (filtered rows, an adapter) is
+    stored in the stage cache."""
     splits = None
     if "traces" in stages or "eval" in stages:
         splits = load_problems(cfg.data)
-        summary["data"] = splits.stats
+        record.data = splits.stats
         log.info("data: %s, %d train / %d eval problems (%d rows without a gold answer skipped)",
                  splits.stats["name"], splits.stats["n_train"], splits.stats["n_eval"], splits.stats["skipped_no_gold"])
     if "traces" in stages:
         parts = cache_parts(cfg, "traces", {"problems": rows_digest([asdict(p) for p in splits.train])})
-        summary["traces"] = run_cached(stage_cache(cfg), "traces", parts, run_dir, [TRACES_FILE],
-                                       lambda: _traces(cfg, splits, level, run_dir),
-                                       cacheable=lambda result: result["retryable_errors"] == 0)
+        record.traces = run_cached(stage_cache(cfg), "traces", parts, run_dir, [TRACES_FILE],
+                                   lambda: _traces(cfg, splits, level, run_dir),
+                                   cacheable=lambda result: result["retryable_errors"] == 0)
         # Only errors that may not recur (failed requests) make the traces incomplete; a problem the reference
         # teacher cannot render fails the same way every time.
-        summary["complete_inputs"] = summary["traces"].get("retryable_errors", 0) == 0
-        if not summary["complete_inputs"]:
+        record.complete_inputs = record.traces.get("retryable_errors", 0) == 0
+        if not record.complete_inputs:
             log.warning("traces: %d teacher requests failed; this trial trains on the traces that came back, and "
                         "nothing derived from them is cached (a later run asks the teacher again)",
-                        summary["traces"]["retryable_errors"])
+                        record.traces["retryable_errors"])
     if "filter" in stages:
         traces_path = stage_input(cfg, "traces_path", run_dir / TRACES_FILE, "traces", stages)
         parts = cache_parts(cfg, "filter", {"traces": input_digest(traces_path)})
         report = run_cached(stage_cache(cfg), "filter", parts, run_dir, [FILTERED_FILE, FILTER_REPORT_FILE],
                             lambda: _filter(cfg, run_dir, level, traces_path),
-                            cacheable=lambda _: summary.get("complete_inputs", True))
-        summary["filter"] = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate",
-                                                          "problems_without_correct_trace", "dropped")}
-        summary["filter"]["mean_think_chars"] = (report["think_chars"] or {}).get("mean")
-        summary["filter"]["mean_think_tokens"] = (report["think_tokens"] or {}).get("mean")
-        summary["filter"].update({key: report[key] for key in ("cache", "seconds") if key in report})
+                            cacheable=lambda _: record.complete_inputs is not False)
+        record.filter = {key: report[key] for key in ("kept_problems", "n_problems", "keep_rate",
+                                                      "problems_without_correct_trace", "dropped")}
+        record.filter["mean_think_chars"] = (report["think_chars"] or {}).get("mean")
+        record.filter["mean_think_tokens"] = (report["think_tokens"] or {}).get("mean")
+        record.filter.update({key: report[key] for key in ("cache", "seconds") if key in report})
     return splits
 
 

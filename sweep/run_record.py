@@ -18,10 +18,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sweep.trial_record import RUNNING as TRIAL_RUNNING
 from training.jsonl import write_json
 
 METRICS_FILE = "metrics.json"
-RUNNING = "running"  # no metrics.json yet
+RUNNING = TRIAL_RUNNING  # no metrics.json yet, or the record reserved at the start
 UNREADABLE = "unreadable"  # a metrics.json that is not a JSON object
 
 

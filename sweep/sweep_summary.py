@@ -17,12 +17,14 @@ import yaml
 from optuna.trial import FrozenTrial
 
 from sweep.run_record import read_metrics
+from sweep.trial_record import SCORES
 
 SUMMARY_CSV = "sweep_summary.csv"
-# The metrics each row carries, in this order (from metrics.json's top level).
-METRIC_COLUMNS = ("level", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_strict", "mean_think_tokens",
-                  "median_think_tokens", "mean_completion_tokens", "format_error_rate", "n_train", "n_eval",
-                  "train_seconds", "eval_seconds")
+# The metrics each row carries, in this order (from metrics.json's top level): the trial record's scores, the
+# confidence interval split in two, then how much it trained and how long it took.
+METRIC_COLUMNS = ("level", *(column for key in SCORES for column in
+                             ((f"{key}_low", f"{key}_high") if key == "accuracy_ci" else (key,))),
+                  "n_train", "train_seconds", "eval_seconds")
 STATES = {"completed": "COMPLETE", "failed": "FAIL", "running": "RUNNING"}
 
 

@@ -6,12 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-CARD_METRICS = ("accuracy", "accuracy_ci", "accuracy_strict", "mean_think_tokens", "median_think_tokens",
-                "mean_completion_tokens", "format_error_rate", "n_eval")
-
-
 def render_model_card(info: Mapping[str, Any]) -> str:
-    """Markdown with YAML front matter (the hub's model card format) from a trial's summary."""
+    """Markdown with YAML front matter (the hub's model card format) from a trial's summary.
+
+    ``info["metrics"]`` holds the scores to show, in order (the trial record's ``SCORES``)."""
     metrics = info.get("metrics") or {}
     lines = [
         "---",
@@ -42,7 +40,7 @@ def render_model_card(info: Mapping[str, Any]) -> str:
     ]
     if metrics:
         lines += ["| metric | value |", "| --- | --- |"]
-        lines += [f"| {key} | {metrics[key]} |" for key in CARD_METRICS if key in metrics]
+        lines += [f"| {key} | {value} |" for key, value in metrics.items()]
     else:
         lines.append("Not evaluated yet.")
     lines += ["", "Load it with:", "", "```python", "from peft import AutoPeftModelForCausalLM",

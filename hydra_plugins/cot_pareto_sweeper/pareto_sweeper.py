@@ -31,7 +31,7 @@ from hydra_plugins.cot_pareto_sweeper.settings import (SAMPLERS, ask_seed, build
 from hydra_plugins.cot_pareto_sweeper.trials import (BASELINE_DIR, claim, enqueue_grid, fail,  # noqa: F401
                                                      log_report, override_key, read_outcome, reuse)
 from sweep.cli import prepare_overrides
-from sweep.pipeline import HEADLINE_METRICS
+from sweep.trial_record import HEADLINE_METRICS
 from sweep.run_record import completed
 from sweep.search_space import SearchSpace, build_space
 from sweep.storage import describe, first_line, storage_errors, storage_setting
