@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from sweep.cli import override_key
 from sweep.run_record import METRICS_FILE, UNREADABLE, read_metrics
 from sweep.storage import redact
 from training.errors import CotParetoError
@@ -93,8 +94,7 @@ def params_from_overrides(lines: list[str]) -> dict[str, str]:
     """``['+level=\\'4\\'', 'train.lora_r=8', '+search=grid']`` -> ``{'level': '4', 'train.lora_r': '8'}``."""
     params = {}
     for line in lines:
-        key, _, value = str(line).partition("=")
-        key = key.lstrip("+~")
+        key, value = override_key(line), str(line).partition("=")[2]
         if not any(key == skip or key.startswith(skip) for skip in _NOT_PARAMS):
             params[key] = value.strip("'\"")
     return params

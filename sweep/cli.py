@@ -23,6 +23,11 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUP = "level"
 
 
+def override_key(line: str) -> str:
+    """``+level='1'`` -> ``level``: what an override sets, whatever its prefix (``+`` adds, ``~`` deletes)."""
+    return str(line).partition("=")[0].lstrip("+~")
+
+
 def available_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     """The options of config group ``group`` (a folder of ``conf/``), or [] when there is no such group."""
     return sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
@@ -60,7 +65,7 @@ def check_sweeper_override(arg: str) -> None:
     """``hydra.sweeper.<field>=value`` against the sweeper's typed settings: one line instead of Hydra's
     multi-line merge error (``n_trials=abc``). Nested keys (``params.x``, ``sampler_kwargs.x``) are the
     sweeper's own to check."""
-    if not arg.lstrip("+~").startswith(SWEEPER_PREFIX) or "=" not in arg:
+    if not override_key(arg).startswith(SWEEPER_PREFIX) or "=" not in arg:
         return
     try:
         (override,) = OverridesParser.create().parse_overrides([arg])

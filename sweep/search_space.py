@@ -24,6 +24,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from sweep.cli import override_key
 from training.errors import ConfigError
 
 
@@ -36,11 +37,6 @@ class SearchSpace:
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
         """A trial's overrides: the fixed ones, then one per sampled parameter."""
         return [*self.fixed, *(f"{self.keys[name]}={format_value(params[name])}" for name in self.keys if name in params)]
-
-
-def param_name(key: str) -> str:
-    """``+level`` -> ``level``: the prefix says how to override, not what the parameter is."""
-    return key.lstrip("+~")
 
 
 def format_value(value: Any) -> str:
@@ -94,10 +90,10 @@ def build_space(params: Mapping[str, Any] | None, arguments: Sequence[str]) -> S
     """The space from ``hydra.sweeper.params`` and the command line's task overrides (which win)."""
     declared = parse_overrides([f"{key}={value}" for key, value in (params or {}).items()])
     given = parse_overrides(arguments)
-    merged: dict[str, Override] = {param_name(o.get_key_element()): o for o in declared}
+    merged: dict[str, Override] = {override_key(o.get_key_element()): o for o in declared}
     for override in given:  # the command line wins over the config for the same parameter
-        merged.pop(param_name(override.get_key_element()), None)
-        merged[param_name(override.get_key_element())] = override
+        merged.pop(override_key(override.get_key_element()), None)
+        merged[override_key(override.get_key_element())] = override
     space = SearchSpace()
     for name, override in merged.items():
         if override.is_sweep_override():

@@ -7,8 +7,6 @@ existed) and from the run dirs' ``metrics.json`` and ``.hydra/overrides.yaml`` f
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,10 @@ from typing import Any
 import yaml
 from optuna.trial import FrozenTrial
 
+from sweep.cli import override_key
 from sweep.run_record import read_metrics
 from sweep.trial_record import SCORES
+from training.atomic import atomic_file
 
 SUMMARY_CSV = "sweep_summary.csv"
 # The metrics each row carries, in this order (from metrics.json's top level): the trial record's scores, the
@@ -56,8 +56,7 @@ def row_from_run_dir(run_dir: Path) -> dict[str, Any]:
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     params = {}
     for line in (yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.is_file() else []:
-        key, _, value = str(line).partition("=")
-        params[f"param.{key.lstrip('+~')}"] = value.strip("'\"")
+        params[f"param.{override_key(line)}"] = str(line).partition("=")[2].strip("'\"")
     return {
         "number": number, "state": STATES.get(metrics.get("status"), str(metrics.get("status"))), **params,
         **trial_metrics(metrics), "error": metrics.get("error"), "retry_of": None, "repeat_of": None,
@@ -77,13 +76,10 @@ def write_summary(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     for row in rows:
         columns.update(dict.fromkeys(row))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
+    with atomic_file(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(_cells(row) for row in rows)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a summary is meant to be read
-    os.replace(tmp, path)
     return path
 
 

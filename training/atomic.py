@@ -16,9 +16,11 @@ import fcntl
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 
 def build_atomically(target: Path, build: Callable[[Path], None], marker: str) -> Path:
@@ -37,6 +39,25 @@ def build_atomically(target: Path, build: Callable[[Path], None], marker: str) -
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextmanager
+def atomic_file(path: Path, **open_args: Any) -> Iterator[IO[Any]]:
+    """Open a temp sibling of ``path`` for writing; rename it to ``path`` when the block succeeds, else remove it.
+
+    Readers see the old file or the whole new one, never half of it (nor, after a full disk, a stray temp
+    file). The temp name is unique per process and thread, so concurrent writers of one path (workers
+    sharing a cache, threads storing one response) never write into each other's file; the last rename wins.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        # "w", not "x": a temp file left by a killed process whose pid and thread id ours happen to reuse is stale.
+        with tmp.open("w", **{"encoding": "utf-8", **open_args}) as handle:
+            yield handle
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def replace_atomically(target: Path, build: Callable[[Path], None]) -> Path:

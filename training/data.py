@@ -9,7 +9,6 @@ so they are deterministic, and a smaller subset is a prefix of a larger one.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 from training.answers import normalize_number, to_fraction
 from training.arithmetic import ExpressionError, check_size, shorten
 from training.errors import ConfigError, DataError
+from training.package_data import package_dir
 from training.jsonl import iter_jsonl
 from training.settings import as_choice, as_int, as_optional_int
 from training.solutions import MARK
@@ -100,10 +100,7 @@ def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str,
 
 
 def _package_file(cfg: Mapping[str, Any], split: str) -> Path:
-    spec = importlib.util.find_spec(cfg["package"])
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"data.package={cfg['package']!r} is not installed (run `make setup`)")
-    return Path(spec.submodule_search_locations[0]) / cfg["package_dir"] / f"{split}.jsonl"
+    return package_dir(cfg["package"], "the data set", "data.package") / cfg["package_dir"] / f"{split}.jsonl"
 
 
 def _rows(cfg: Mapping[str, Any], split: str, path: str | None, path_key: str) -> tuple[str, Iterator[tuple[str, Mapping[str, Any]]]]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from training.atomic import atomic_file
 from training.errors import DataError
 
 
@@ -58,34 +58,17 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [row for _, row in iter_jsonl(path)]
 
 
-def _temp_path(path: Path) -> Path:
-    # One temp name per process: two processes writing the same file (workers sharing a cache) never write into
-    # each other's temp file, so the rename always installs one whole file.
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
-
-
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write rows atomically (temp file + rename) so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = _temp_path(path)
     count = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # after a failed write (a full disk): no half file under a temp name
+    with atomic_file(Path(path)) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = _temp_path(path)
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # after a failed write (a full disk): no half file under a temp name
+    with atomic_file(Path(path)) as handle:
+        handle.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

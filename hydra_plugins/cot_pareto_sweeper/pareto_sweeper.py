@@ -29,15 +29,15 @@ from optuna.trial import FrozenTrial
 from hydra_plugins.cot_pareto_sweeper.settings import (SAMPLERS, ask_seed, build_sampler,  # noqa: F401 - re-exported
                                                        check_settings, redact_config)
 from hydra_plugins.cot_pareto_sweeper.trials import (BASELINE_DIR, claim, enqueue_grid, fail,  # noqa: F401
-                                                     log_report, override_key, read_outcome, reuse)
-from sweep.cli import prepare_overrides
-from sweep.trial_record import HEADLINE_METRICS
+                                                     log_report, read_outcome, reuse)
+from sweep.cli import override_key, prepare_overrides
 from sweep.run_record import completed
 from sweep.search_space import SearchSpace, build_space
 from sweep.storage import describe, first_line, storage_errors, storage_setting
 from sweep.study import (HEARTBEAT, INTERRUPTED, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
                          finished, load_study, open_storage, recover_stale, running_elsewhere, worker_id)
 from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
+from sweep.trial_record import HEADLINE_METRICS
 from training.atomic import file_lock
 from training.errors import ConfigError, CotParetoError
 from training.hardware import usable_cores

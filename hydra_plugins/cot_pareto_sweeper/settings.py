@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, open_dict, read_write
 
+from sweep.cli import override_key
 from sweep.search_space import format_value
 from sweep.storage import is_url, redact, storage_setting
 from sweep.study import DIRECTIONS
@@ -98,6 +99,6 @@ def redact_config(config: DictConfig, storage: str | None) -> None:
     shown = redact(str(storage))
     with read_write(config), open_dict(config):
         config.hydra.sweeper.storage = shown
-        kept = [line for line in config.hydra.overrides.hydra if line.partition("=")[0].lstrip("+~") != STORAGE_KEY]
+        kept = [line for line in config.hydra.overrides.hydra if override_key(line) != STORAGE_KEY]
         config.hydra.overrides.hydra = [*kept, f"{STORAGE_KEY}={format_value(shown)}"]
     sys.argv[:] = [redact(arg) for arg in sys.argv]

@@ -13,6 +13,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.cli import override_key
 from sweep.run_record import RUNNING, read_metrics
 from sweep.search_space import SearchSpace, grid_points
 from sweep.study import ERROR, REPEAT_OF, host_name, parse_worker, pid_alive, worker_id
@@ -33,11 +34,6 @@ def enqueue_grid(study: optuna.Study, space: SearchSpace) -> int:
     for values in itertools.product(*grid.values()):
         study.enqueue_trial(dict(zip(grid, values)), skip_if_exists=True)
     return math.prod(len(values) for values in grid.values())
-
-
-def override_key(line: str) -> str:
-    """``+level='1'`` -> ``level``: what an override sets, whatever its prefix."""
-    return line.partition("=")[0].lstrip("+~")
 
 
 def claim(marker: Path) -> bool:

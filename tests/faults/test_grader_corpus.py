@@ -8,14 +8,13 @@ as a format error exactly as a missing one is, and every shipped gold equal to i
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from training.answers import extract_flexible, extract_strict, is_correct
-from training.data import Problem, load_pool
+from training.data import Problem, _package_file, load_pool
 from training.evaluate import grade_sample, summarize
 from training.filtering import filter_traces
 from training.generation import Generated
@@ -82,9 +81,8 @@ def test_the_filter_keeps_no_wrong_trace(counter: TokenCounter) -> None:
 
 def _raw_golds(cfg: dict) -> dict[str, str]:
     """Problem id -> the gold as the data file writes it ("5.0", "1.20 (dollars)"), for the evaluation split."""
-    spec = importlib.util.find_spec(cfg["package"])
     split = cfg["eval_split"]
-    file = Path(spec.submodule_search_locations[0]) / cfg["package_dir"] / f"{split}.jsonl"
+    file = _package_file(cfg, split)
     fields = cfg["fields"]
     golds = {}
     for index, (_, row) in enumerate(iter_jsonl(file)):
