@@ -1,7 +1,8 @@
 """Sweeps end to end on the tiny model, as users start them: separate processes, real Optuna storage.
 
 ``+search=smoke`` is the real search config, shrunk to the tiny model and four problems.
-W&B is disabled here only to save time; tests/test_train_eval.py checks the W&B record.
+W&B is disabled here only to save time; tests/test_train_eval.py checks the W&B record. Two worker processes
+sharing one study (the cores split between them, one summary) run on PostgreSQL in tests/faults/test_postgres.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from analysis.collect import collect
-from sweep.study import INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER
+from sweep.study import INTERRUPTED, REPEAT_OF, RETRY_OF
 from sweep.sweep_summary import read_summary
 from training.hardware import usable_cores
 
@@ -40,22 +41,6 @@ def _run(args: list[str], module: str = "sweep") -> subprocess.CompletedProcess:
 def _trials(sweep_dir: Path) -> list[optuna.trial.FrozenTrial]:
     storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
     return optuna.load_study(study_name=STUDY, storage=storage).trials
-
-
-def test_two_worker_processes_share_one_study(tmp_path):
-    sweep_dir = tmp_path / "search"
-    result = _run(["2", "+search=smoke", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=4", *FAST],
-                  module="sweep.workers")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trials = _trials(sweep_dir)
-    assert sorted(t.number for t in trials) == list(range(4))
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs[WORKER] for t in trials}) == 2  # both processes ran trials
-    threads = max(1, usable_cores() // 2)  # the cores split between the two workers
-    assert all(f"hardware.num_threads={threads}" in t.user_attrs["overrides"] for t in trials)
-    rows = read_summary(sweep_dir / "sweep_summary.csv")
-    assert sorted(int(r["number"]) for r in rows) == list(range(4))
-    assert {r["state"] for r in rows} == {"COMPLETE"} and all(Path(r["run_dir"]).is_dir() for r in rows)
 
 
 def test_a_killed_worker_resumes_without_repeating_finished_trials(tmp_path):

@@ -19,8 +19,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.study import HEARTBEAT, HOST_ENV, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, host_name
+from sweep.sweep_summary import read_summary
 from tests.faults.common import REPO, assert_no_secret, run_module
 from tests.faults.postgres import postgres  # noqa: F401 - the session's server, a fixture
+from training.hardware import usable_cores
 from training.stage_cache import SUMMARY_FILE
 
 STUDY = "smoke-tiny-qwen3-svamp"
@@ -95,6 +97,11 @@ def test_two_workers_share_a_study_and_its_password_stays_out_of_every_file(post
     trials = _trials(url)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert len({t.user_attrs[WORKER] for t in trials}) == 2  # both processes ran trials
+    threads = max(1, usable_cores() // 2)  # the cores split between the two workers
+    assert all(f"hardware.num_threads={threads}" in t.user_attrs["overrides"] for t in trials)
+    rows = read_summary(sweep_dir / "sweep_summary.csv")
+    assert sorted(int(r["number"]) for r in rows) == [0, 1, 2]
+    assert {r["state"] for r in rows} == {"COMPLETE"} and all(Path(r["run_dir"]).is_dir() for r in rows)
     assert all(any(sweep_dir.glob(f"trial_{t.number:04d}/wandb/offline-run-*")) for t in trials)
     shown = url.replace(postgres.password, "***")
     assert f"storage: {shown}" in (sweep_dir / "multirun.yaml").read_text()
