@@ -25,7 +25,7 @@ from training.jsonl import read_jsonl
 from training.levels import Level
 from training.model_card import write_model_card
 from training.model_stages import ADAPTER_DIR, Student, attach_adapter, eval_stage, load_student, train_stage
-from training.models import model_path, plain_values
+from training.models import model_path, plain_values, release_memory
 from training.sft import resolve_quant_config
 from training.stage_cache import run_cached
 from training.stages import FILTERED_FILE
@@ -49,7 +49,7 @@ def run_model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[
     record.n_train = 0
     if "train" in stages:
         record.train, student = _train(cfg, student, rows_path, rows, hardware, run_dir, tracker,
-                                       cacheable=record.complete_inputs is not False)
+                                       cacheable=record.complete_inputs is not False, reload="eval" in stages)
         record.n_train, record.train_seconds = record.train["n_train"], record.train["train_seconds"]
         write_model_card(Path(student.adapter), _card_info(cfg, level, student, record))
     elif adapter_dir is not None:
@@ -86,11 +86,13 @@ def _training_rows(cfg: DictConfig, run_dir: Path, stages: list[str]) -> tuple[P
 
 
 def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list[dict[str, Any]], hardware: Hardware,
-           run_dir: Path, tracker: Tracker, cacheable: bool = True) -> tuple[dict[str, Any], Student]:
+           run_dir: Path, tracker: Tracker, cacheable: bool = True, reload: bool = True) -> tuple[dict[str, Any], Student]:
     """Train the adapter, or restore it from the stage cache: trials that differ only in sampling train once.
 
     ``student`` is None for data-parallel training: the workers train, and the student is loaded afterwards
-    with their adapter attached, as on a cache hit. Returns the train summary and the student, adapter attached.
+    with their adapter attached, as on a cache hit. ``reload`` (for an evaluation) swaps the model trained here
+    for the base model with the adapter as saved. ``cacheable=False`` (rows derived from incomplete traces) keeps
+    the adapter out of the stage cache. Returns the train summary and the student, adapter attached.
     """
     parallel = student is None
     if parallel:
@@ -114,6 +116,14 @@ def _train(cfg: DictConfig, student: Student | None, rows_path: Path, rows: list
         attach_adapter(student, run_dir / ADAPTER_DIR)
         summary["adapter"] = student.adapter  # as this trial names it, not the workers' resolved path
     elif cache == "hit":
+        attach_adapter(student, run_dir / ADAPTER_DIR)
+    elif reload:
+        # Evaluate the adapter as saved, as a cache hit, data-parallel training or an eval-only run loads it: the
+        # model as training left it generated other greedy outputs than its own saved adapter (7 of 48 problems,
+        # SmolLM2-135M, bf16 on CPU), so the same adapter scored differently fresh and restored from the cache.
+        student.model = None
+        release_memory()
+        student = load_student(cfg.model, cfg.train, hardware)
         attach_adapter(student, run_dir / ADAPTER_DIR)
     if parallel or cache == "hit":
         # Trained elsewhere (workers, or the trial that filled the cache): its loss curve still belongs in this
