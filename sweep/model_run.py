@@ -19,7 +19,6 @@ from sweep.trial_record import SCORES, TrialRecord
 from training.data import Splits
 from training.distributed import train_distributed
 from training.errors import ConfigError, TrainingError
-from training.generation import generation_kwargs
 from training.hardware import Hardware, apply_threads, resolve_hardware
 from training.jsonl import read_jsonl
 from training.levels import Level
@@ -36,12 +35,10 @@ def run_model_stages(cfg: DictConfig, run_dir: Path, level: Level, stages: list[
     hardware = resolve_hardware(cfg.hardware)
     apply_threads(hardware)
     record.hardware = {"name": hardware.name, "device": hardware.device, "precision": hardware.precision,
-                           "precision_reason": hardware.precision_reason, "num_threads": hardware.num_threads,
-                           "num_processes": hardware.num_processes}
+                       "precision_reason": hardware.precision_reason, "num_threads": hardware.num_threads,
+                       "num_processes": hardware.num_processes}
     adapter_dir = _adapter_source(cfg, run_dir, stages)
     rows_path, rows = _training_rows(cfg, run_dir, stages) if "train" in stages else (None, [])
-    if "eval" in stages:
-        generation_kwargs(cfg.sampling)  # bad sampling settings fail now, not after the training they would waste
     # Data-parallel training runs in torchrun workers; the trial loads its own copy of the student only after
     # them (in _train), so it holds no GPU memory while they train.
     parallel = "train" in stages and hardware.num_processes > 1

@@ -22,7 +22,7 @@ from sweep.config_check import check_config
 from sweep.memory import peak_rss, release_process_memory, reset_peak_rss
 from sweep.model_run import run_model_stages
 from sweep.run_record import METRICS_FILE, reserve_metrics, write_metrics
-from sweep.trial_record import COMPLETED, HEADLINE_METRICS, TrialRecord
+from sweep.trial_record import COMPLETED, TrialRecord
 from sweep.stage_plan import MODEL_STAGES, STAGES, cache_parts, input_digest, resolve_stages, stage_cache, stage_input
 from sweep.tracking import wandb_run
 from training.data import Splits, load_problems
@@ -33,7 +33,7 @@ from training.stage_cache import rows_digest, run_cached
 from training.stages import FILTER_REPORT_FILE, FILTERED_FILE, TRACES_FILE, filter_stage, traces_stage
 from training.tokens import TokenCounter
 
-__all__ = ["HEADLINE_METRICS", "METRICS_FILE", "STAGES", "build_teacher", "resolve_stages", "run_pipeline"]
+__all__ = ["METRICS_FILE", "STAGES", "build_teacher", "resolve_stages", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
