@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from typing import NoReturn
 
+from training.settings import in_interval
+
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (subcommands inherit it through ``add_subparsers``)."""
@@ -31,10 +33,7 @@ def number_in(low: float, high: float | None, what: str, *, low_open: bool = Fal
             value = float(text)
         except ValueError:
             value = math.nan
-        # NaN fails every comparison, so it must be refused here or it would pass as "no constraint met".
-        inside = (math.isfinite(value) and (value > low if low_open else value >= low)
-                  and (high is None or (value < high if high_open else value <= high)))
-        if not inside:
+        if not in_interval(value, low, high, low_open=low_open, high_open=high_open):
             raise argparse.ArgumentTypeError(f"{expected}, not {text!r}")
         return value
 

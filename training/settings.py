@@ -45,6 +45,16 @@ def as_optional_int(value: Any, key: str, minimum: int | None = None) -> int | N
     return as_int(value, key, minimum, allowed)
 
 
+def in_interval(number: float, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                high_open: bool = False) -> bool:
+    """Whether ``number`` is finite and inside the interval (ends closed unless ``*_open``; None: unbounded).
+
+    NaN fails every comparison, so it is refused here rather than passing as "no limit crossed".
+    """
+    return (math.isfinite(number) and (low is None or (number > low if low_open else number >= low))
+            and (high is None or (number < high if high_open else number <= high)))
+
+
 def as_float(value: Any, key: str, *, low: float | None = None, high: float | None = None,
              low_open: bool = False, high_open: bool = False, allowed: str | None = None) -> float:
     """``value`` as a finite float in the interval given by ``low``/``high`` (closed unless ``*_open``)."""
@@ -63,11 +73,7 @@ def as_float(value: Any, key: str, *, low: float | None = None, high: float | No
         number = float(value)
     except (TypeError, ValueError):
         raise _fail(key, allowed, value) from None
-    if not math.isfinite(number):
-        raise _fail(key, allowed, value)
-    if low is not None and (number <= low if low_open else number < low):
-        raise _fail(key, allowed, value)
-    if high is not None and (number >= high if high_open else number > high):
+    if not in_interval(number, low, high, low_open=low_open, high_open=high_open):
         raise _fail(key, allowed, value)
     return number
 

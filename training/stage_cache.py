@@ -49,15 +49,11 @@ def stage_key(stage: str, parts: Mapping[str, Any]) -> str:
 
 
 def content_digest(path: Path) -> str:
-    """sha256 of a file's bytes, or of a folder's files (relative names and bytes, sorted): what a stage read."""
+    """sha256 of a file's bytes: what a stage read."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
