@@ -1,8 +1,10 @@
 # Report: python -m analysis report outputs/search/<study> [another sweep dir or storage ...] [--label A --label B]
+# Table:  python -m analysis table outputs/demo/<stamp>
 # Check:  python -m analysis check-render outputs/demo/<stamp>/report/report.html
 # Choose: python -m analysis choose outputs/demo/<stamp> [--margin 0.02]
 #         ... --min-accuracy 0.8 | --max-think-tokens 20 | --max-accuracy-drop 0.05
-"""The analysis command line: ``report`` writes the Pareto plots and report, ``choose`` recommends a level."""
+"""The analysis command line: ``table`` lists the trials, ``report`` writes the Pareto plots and report, ``choose``
+recommends a level."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from analysis import cli_checks as checks
 from analysis.choose import Constraints, choose, format_choice
-from analysis.collect import Collection, collect, is_storage, merged
+from analysis.trials import Collection, load_trials, is_storage, merged
 from analysis.paired_table import DEFAULT_MARGIN
 from analysis.report import build_report, format_report
 from analysis.tradeoff import tradeoff
@@ -55,6 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     pick.add_argument("--max-accuracy-drop", type=checks.accuracy_drop,
                       help="accuracy at most this much below the baseline's")
     _margin_arg(pick)
+    table = commands.add_parser("table", help="one line per trial under DIR: status, accuracy, think tokens, times")
+    table.add_argument("dir", type=Path, help="a sweep dir (or any dir of run dirs)")
     render = commands.add_parser("check-render", help="screenshot report.html in headless Chromium, find the plot")
     render.add_argument("page", type=Path, help="a report.html")
     render.add_argument("--screenshot", type=Path, help="where to save the PNG (default: beside the page)")
@@ -64,7 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _collect_all(args: argparse.Namespace, labels: list[str]) -> list[Collection]:
     if labels and len(labels) != len(args.paths):
         raise CotParetoError(f"{len(labels)} --label for {len(args.paths)} paths: give one per path or none")
-    return [collect(path, args.study, labels[i] if labels else None) for i, path in enumerate(args.paths)]
+    return [load_trials(path, args.study, labels[i] if labels else None) for i, path in enumerate(args.paths)]
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -97,6 +101,13 @@ def run_choose(args: argparse.Namespace) -> int:
     return 0 if choice.point is not None else 1
 
 
+def run_table(args: argparse.Namespace) -> int:
+    from analysis.table import format_table, table_rows
+
+    print(format_table(table_rows(args.dir)))
+    return 0
+
+
 def run_check_render(args: argparse.Namespace) -> int:
     from analysis.render_check import check_render
 
@@ -111,7 +122,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        commands = {"report": run_report, "choose": run_choose, "check-render": run_check_render}
+        commands = {"report": run_report, "choose": run_choose, "table": run_table, "check-render": run_check_render}
         return commands[args.command](args)
     except CotParetoError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from analysis.collect import Trial
+from analysis.trials import Trial
 from training.errors import CotParetoError
 from training.jsonl import read_jsonl
 

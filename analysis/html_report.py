@@ -18,7 +18,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.collect import Trial
+from analysis.trials import Trial
 from analysis.paired_table import METHODS, PairedEvidence, delta_text, p_text
 from analysis.plots import BASELINE_COLOR, DOMINATED_ALPHA, NOT_WORSE_COLOR, level_color, not_worse_label
 from analysis.tradeoff import Tradeoff

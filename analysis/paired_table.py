@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.collect import Trial
+from analysis.trials import Trial
 from analysis.eval_sets import EvalSets, eval_sets
 from analysis.paired import FEW_DISCORDANT, PairedResult, compare
 from analysis.tradeoff import Tradeoff, most_accurate

@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from analysis.collect import Trial  # noqa: E402
+from analysis.trials import Trial# noqa: E402
 from analysis.paired_table import PairedEvidence  # noqa: E402
 from analysis.tradeoff import Tradeoff  # noqa: E402
 

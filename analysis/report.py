@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.collect import Collection, Trial
+from analysis.trials import Collection, Trial
 from analysis.html_report import write_report
 from analysis.paired_table import DEFAULT_MARGIN, METHODS, PairedEvidence, evidence_rows, paired_evidence
 from analysis.plots import plot_pareto

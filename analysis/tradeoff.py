@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from analysis.collect import Trial
+from analysis.trials import Trial
 from analysis.pareto import hypervolume, pareto_front
 
 

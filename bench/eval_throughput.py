@@ -27,7 +27,7 @@ from training.eval_model import inference_model  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.hardware import apply_threads, resolve_hardware  # noqa: E402
 from training.levels import build_prompt, level_from_config, template_keeps_earlier_think  # noqa: E402
-from training.model_stages import load_student  # noqa: E402
+from training.student import load_student  # noqa: E402
 from training.models import stop_token_id  # noqa: E402
 from training.tokens import TokenCounter  # noqa: E402
 

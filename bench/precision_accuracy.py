@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.collect import collect  # noqa: E402
+from analysis.trials import load_trials# noqa: E402
 from analysis.eval_sets import read_results  # noqa: E402
 from analysis.paired import compare  # noqa: E402
 from analysis.paired_table import p_text  # noqa: E402
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("b", help="sweep dir B (e.g. the same levels in fp32: hardware=cpu)")
     parser.add_argument("--margin", type=float, default=0.02, help="difference that matters (default 0.02)")
     args = parser.parse_args()
-    sides = [{(t.baseline, t.level): t for t in collect(path).trials} for path in (args.a, args.b)]
+    sides = [{(t.baseline, t.level): t for t in load_trials(path).trials} for path in (args.a, args.b)]
     shared = sorted(set(sides[0]) & set(sides[1]), key=lambda key: (key[0], key[1] or 0))
     if not shared:
         sys.exit("no level was run in both sweeps")

@@ -6,7 +6,7 @@ default, SmolLM2-135M-Instruct, NF4 weights, LoRA r16 on every linear layer, the
 ``train`` defaults) and the same rows (the reference teacher's level-4 SVAMP rows, as
 in the demo):
 
-1. the train stage (``training.model_stages.train_stage``) in the auto precision;
+1. the train stage's training step (``training.lora_adapter.train_and_save``) in the auto precision;
 2. a plain fwd+bwd+AdamW loop on exactly the batches step 1 trained on (recorded by a
    forward pre-hook), in the same precision, with the LoRA set-up the trainer uses;
 3. the train stage in fp32 (same batching), for the fp32 -> auto speed-up;
@@ -32,30 +32,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweep.cli import compose_config  # noqa: E402
-from sweep.pipeline import build_teacher  # noqa: E402
+from sweep.stages import filter as filter_stage  # noqa: E402
+from sweep.stages import traces as traces_stage  # noqa: E402
+from sweep.stages.base import TrialContext  # noqa: E402
 from training.cpu_precision import _cpu_model, matmul_gflops, native_bf16_flags  # noqa: E402
 from training.data import load_problems  # noqa: E402
 from training.hardware import apply_threads, resolve_hardware  # noqa: E402
 from training.jsonl import read_jsonl  # noqa: E402
 from training.levels import level_from_config  # noqa: E402
-from training.model_stages import load_student, train_stage  # noqa: E402
-from training.models import model_path  # noqa: E402
+from training.lora_adapter import train_and_save  # noqa: E402
 from training.sft import build_peft_config  # noqa: E402
-from training.stages import FILTERED_FILE, TRACES_FILE, filter_stage, traces_stage  # noqa: E402
-from training.tokens import TokenCounter  # noqa: E402
+from training.student import load_student  # noqa: E402
 
 
 def sft_rows(cfg, work: Path) -> list[dict]:
     """The level's filtered SFT rows, made by the trial's own traces and filter stages."""
-    level = level_from_config(cfg.level)
-    teacher, n_samples = build_teacher(cfg.teacher)
-    traces_stage(load_problems(cfg.data).train, level, teacher, work / TRACES_FILE, n_samples=n_samples,
-                 seed=int(cfg.seed))
-    think = cfg.model.think
-    filter_stage(work / TRACES_FILE, work, level, TokenCounter(model_path(cfg.model)), system=cfg.prompt.get("system"),
-                 select=cfg.filter.select, allow_empty_think=bool(cfg.filter.allow_empty_think),
-                 max_think_tokens=cfg.filter.get("max_think_tokens"), open_tag=think.open, close_tag=think.close)
-    return read_jsonl(work / FILTERED_FILE)
+    ctx = TrialContext(cfg, work, level_from_config(cfg.level), ["traces", "filter"], splits=load_problems(cfg.data))
+    traces_stage.run(ctx, {"problems": ctx.splits.train})
+    filter_stage.run(ctx, {"traces": work / traces_stage.TRACES_FILE})
+    return read_jsonl(work / filter_stage.FILTERED_FILE)
 
 
 def stage(cfg, rows, work: Path, record: list | None = None) -> dict:
@@ -66,7 +61,7 @@ def stage(cfg, rows, work: Path, record: list | None = None) -> dict:
         def keep(_module, _args, kwargs):
             record.append({key: kwargs[key].clone() for key in ("input_ids", "attention_mask", "labels")})
         student.model.register_forward_pre_hook(keep, with_kwargs=True)
-    summary = train_stage(student, rows, cfg.model, cfg.train, hardware, work, save=False)
+    summary = train_and_save(student, rows, cfg.model, cfg.train, hardware, work, save=False)
     summary["matmul_parameters"] = matmul_parameters(student.model)
     return summary
 

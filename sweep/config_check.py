@@ -13,14 +13,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from sweep.stage_plan import MODEL_STAGES, resolve_stages
+from sweep.stages import MODEL_STAGES, resolve_stages
 from training.data import check_data_settings
 from training.evaluate import check_eval_settings
 from training.filtering import check_filter_settings
 from training.generation import generation_kwargs
 from training.hardware import check_hardware_settings
 from training.levels import build_prompt, level_from_config
-from training.model_stages import read_adapter_config
+from training.student import read_adapter_config
 from training.settings import as_int
 from training.sft import check_quant_settings, check_train_settings
 

@@ -3,7 +3,7 @@
 import pytest
 
 from analysis.choose import Constraints, choose, format_choice
-from analysis.collect import collect, params_from_overrides
+from analysis.trials import load_trials, params_from_overrides
 from analysis.tradeoff import pick_baseline, reference_point, tradeoff
 from analysis.eval_sets import eval_sets
 from analysis.paired_table import format_paired_table, paired_evidence
@@ -13,7 +13,7 @@ from training.errors import CotParetoError
 
 @pytest.fixture
 def demo(tmp_path):
-    collection = collect(str(demo_like_sweep(tmp_path / "sweep")))
+    collection = load_trials(str(demo_like_sweep(tmp_path / "sweep")))
     return collection, tradeoff(collection.series, collection.trials)
 
 
@@ -48,7 +48,7 @@ def test_front_hypervolume_and_savings(demo):
 
 def test_reference_without_a_baseline(tmp_path):
     write_run_dir(tmp_path, "a", 4, 0.3, 10.0)
-    trials = collect(str(tmp_path)).trials
+    trials = load_trials(str(tmp_path)).trials
     assert pick_baseline(trials) is None
     assert reference_point(trials, None) == ((0.0, 64.0), "max_new_tokens")
     assert reference_point(trials, None, tokens=30) == ((0.0, 30.0), "given")
@@ -86,7 +86,7 @@ def test_choose_without_constraints_says_plainly_when_nothing_shorter_is_non_inf
 
 
 def test_choose_without_constraints_takes_the_shortest_non_inferior_point(tmp_path):
-    collection = collect(str(paired_sweep(tmp_path)))
+    collection = load_trials(str(paired_sweep(tmp_path)))
     tr = tradeoff(collection.series, collection.trials)
     assert [p.trial.name for p in tr.front] == ["L4", "L3_other", "L2", "L1"]
     choice = choose(tr, Constraints())
@@ -104,7 +104,7 @@ def test_choose_without_constraints_takes_the_shortest_non_inferior_point(tmp_pa
 
 
 def test_a_trial_on_other_problems_is_plotted_but_not_paired(tmp_path):
-    collection = collect(str(paired_sweep(tmp_path)))
+    collection = load_trials(str(paired_sweep(tmp_path)))
     tr = tradeoff(collection.series, collection.trials)
     evidence = paired_evidence(tr)
     other = next(t for t in tr.trials if t.name == "L3_other")
@@ -123,7 +123,7 @@ def test_pairing_reasons_for_missing_mismatched_and_strict_results(tmp_path):
                            samples=[sample(True, 3, problem=f"p{i:03d}", strict=i < 3) for i in range(10)])
     metrics = (strict / "metrics.json").read_text().replace('"status"', '"accuracy_extractor": "strict", "status"')
     (strict / "metrics.json").write_text(metrics)
-    sets = eval_sets(collect(str(tmp_path)).trials)
+    sets = eval_sets(load_trials(str(tmp_path)).trials)
     reasons = {t.name: sets.reason(t) for t in sets.trials}
     assert reasons["none"] == "no eval_samples.jsonl in its run dir"
     assert reasons["stale"] == "eval_samples.jsonl gives accuracy 0.4000 (correct), metrics.json says 0.5000"
@@ -135,7 +135,7 @@ def test_pairing_reasons_for_missing_mismatched_and_strict_results(tmp_path):
 def test_without_per_problem_results_the_chooser_still_answers(tmp_path):
     write_run_dir(tmp_path, "a", 4, 0.3, 10.0)
     write_run_dir(tmp_path, "b", 2, 0.5, 30.0)
-    choice = choose(tradeoff("x", collect(str(tmp_path)).trials), Constraints())
+    choice = choose(tradeoff("x", load_trials(str(tmp_path)).trials), Constraints())
     assert choice.point.trial.name == "b" and "cannot be tested" in choice.notes[0]
     assert "paired tests unavailable: none of the 2 trials" in format_choice(choice)
 
@@ -152,23 +152,23 @@ def test_choose_explains_an_infeasible_request(demo):
 
 def test_accuracy_drop_needs_a_baseline(tmp_path):
     write_run_dir(tmp_path, "a", 4, 0.3, 10.0)
-    collection = collect(str(tmp_path))
+    collection = load_trials(str(tmp_path))
     with pytest.raises(CotParetoError, match="no trial evaluated the base model"):
         choose(tradeoff("x", collection.trials), Constraints(max_accuracy_drop=0.05))
 
 
 def test_missing_and_empty_paths_are_clear_errors(tmp_path):
     with pytest.raises(CotParetoError, match="does not exist"):
-        collect(str(tmp_path / "nope"))
+        load_trials(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(CotParetoError, match="holds no trials"):
-        collect(str(tmp_path / "empty"))
+        load_trials(str(tmp_path / "empty"))
 
 
 def test_when_the_most_accurate_point_cannot_be_paired_the_next_one_is_the_reference(tmp_path):
     sweep = demo_like_sweep(tmp_path / "sweep")
     (sweep / "L1_r8" / "eval_samples.jsonl").unlink()
-    collection = collect(str(sweep))
+    collection = load_trials(str(sweep))
     evidence = paired_evidence(tradeoff(collection.series, collection.trials))
     assert evidence.best.name == "L2_r8"
     assert evidence.notes[0] == ("the most accurate front point L1_r8 is left out of the paired tests (no "

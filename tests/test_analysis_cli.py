@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from analysis.__main__ import main
-from analysis.collect import collect
+from analysis.trials import load_trials
 from analysis.eval_sets import eval_sets
 from analysis.render_check import check_render, drawn_markers
 from sweep.study import open_storage
@@ -144,7 +144,7 @@ def test_report_from_an_optuna_storage(tmp_path, sweep):
                                               values=[0.58, 21.0], user_attrs={"repeat_of": 0}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     write_run_dir(tmp_path, "baseline", 1, 0.62, 50.0, adapter="none")  # the sweeper's baseline, beside the journal
-    collection = collect(str(journal))
+    collection = load_trials(str(journal))
     assert [t.name for t in collection.trials] == ["trial_0000", "trial_0001", "baseline"]
     assert collection.trials[2].baseline
     assert collection.trials[0].params == {"level": "2"} and collection.trials[0].run_dir == sweep / "L2_r8"
@@ -153,7 +153,7 @@ def test_report_from_an_optuna_storage(tmp_path, sweep):
     sets = eval_sets(collection.trials)
     assert sets.reason(collection.trials[0]) is None and sets.reason(collection.trials[2]).startswith("no eval_samples")
     with pytest.raises(CotParetoError, match="has no study 'nope'"):
-        collect(str(journal), "nope")
+        load_trials(str(journal), "nope")
 
 
 def test_a_storage_trial_whose_run_dir_is_gone_is_not_paired(tmp_path, sweep):
@@ -167,7 +167,7 @@ def test_a_storage_trial_whose_run_dir_is_gone_is_not_paired(tmp_path, sweep):
             params={"+level": name[1]}, distributions={"+level": levels},
             values=[metrics["accuracy"], metrics["mean_think_tokens"]],
             user_attrs={"run_dir": str(run_dir), "metrics": metrics}))
-    trials = collect(str(journal)).trials
+    trials = load_trials(str(journal)).trials
     sets = eval_sets(trials)
     assert sets.reason(trials[0]) is None
     assert sets.reason(trials[1]) == "its run dir is unknown or gone (a storage trial without its files)"

@@ -3,7 +3,7 @@
 import pytest
 
 from sweep.cli import available_levels, prepare_overrides
-from sweep.pipeline import resolve_stages
+from sweep.stages import resolve_stages
 from tests.conftest import compose_config
 from training.errors import ConfigError
 from training.levels import RENDERERS, build_prompt, level_from_config, template_keeps_earlier_think

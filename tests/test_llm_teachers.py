@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.pipeline import build_teacher, run_pipeline
+from sweep.pipeline import run_pipeline
+from sweep.stages.traces import build_teacher
 from tests.conftest import compose_config
 from training.data import Problem
 from training.errors import ConfigError

@@ -19,7 +19,7 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from analysis.collect import collect
+from analysis.trials import load_trials
 from sweep.study import INTERRUPTED, REPEAT_OF, RETRY_OF
 from sweep.sweep_summary import read_summary
 from training.hardware import usable_cores
@@ -143,7 +143,7 @@ def test_a_repeated_point_reuses_the_finished_trial_and_the_baseline_runs_once(t
     assert [r["repeat_of"] for r in rows] == ["", "0", "0"] and rows[2]["run_dir"] == rows[0]["run_dir"]
     baseline = read_json(sweep_dir / "baseline" / "metrics.json")
     assert (baseline["status"], baseline["adapter"], baseline["level"], baseline["n_train"]) == ("completed", "none", 1, 0)
-    collection = collect(str(sweep_dir))  # the analysis finds the baseline beside the trials
+    collection = load_trials(str(sweep_dir))  # the analysis finds the baseline beside the trials
     assert [t.name for t in collection.trials if t.baseline] == ["baseline"]
     again = _run(args)
     assert again.returncode == 0 and "baseline (" not in again.stdout + again.stderr  # done once per study

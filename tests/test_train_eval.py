@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sweep import model_run
 from sweep.pipeline import run_pipeline
-from training import model_stages
+from sweep.stages import eval as eval_stage
+from sweep.stages import train as train_stage
+from training import lora_adapter
 from tests.conftest import compose_config
 from training.errors import ConfigError, TrainingError
 from training.jsonl import read_jsonl
@@ -48,9 +49,10 @@ def trial(tmp_path_factory):
                 return result
             return wrapper
 
-        patch.setattr(model_run, "load_student", keep(model_run.load_student, lambda student: student.model))
-        patch.setattr(model_stages, "train_adapter", keep(model_stages.train_adapter, lambda result: result[0]))
-        patch.setattr(model_stages, "inference_model", keep(model_stages.inference_model, lambda runner: runner.model))
+        for stage in (train_stage, eval_stage):
+            patch.setattr(stage, "load_student", keep(stage.load_student, lambda student: student.model))
+        patch.setattr(lora_adapter, "train_adapter", keep(lora_adapter.train_adapter, lambda result: result[0]))
+        patch.setattr(eval_stage, "inference_model", keep(eval_stage.inference_model, lambda runner: runner.model))
         summary = run_trial(run, f"cache.dir={run.parent / 'trial-cache'}")
     alive = [ref() is not None for ref in models]  # before any collection of our own
     return run, summary, base, before, alive
@@ -90,7 +92,7 @@ def test_no_model_outlives_its_trial(trial):
 
 def test_bf16_evaluation_folds_the_adapter_into_a_dense_copy(trial, tmp_path):
     from training.eval_model import dense_copy
-    from training.model_stages import attach_adapter, load_student
+    from training.student import attach_adapter, load_student
     from training.hardware import resolve_hardware
 
     run, *_ = trial

@@ -28,6 +28,6 @@ def test_one_list_of_metric_names():
 
 def test_the_sweeper_reads_the_record_without_the_trial_stack():
     code = ("import sys, hydra_plugins.cot_pareto_sweeper.pareto_sweeper; "
-            "print(sorted(m for m in ('sweep.pipeline', 'sweep.model_run', 'torch') if m in sys.modules))")
+            "print(sorted(m for m in ('sweep.pipeline', 'sweep.stages', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

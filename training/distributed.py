@@ -3,7 +3,7 @@
 The sweep stays one process per trial. For ``hardware.num_processes`` > 1 the trial writes a
 job file (the resolved model, train and hardware settings, the rows file, the run dir) and
 runs ``python -m torch.distributed.run --standalone --nproc-per-node N -m training.train_worker
-JOB``. Every worker loads the student on its own device and runs the same ``train_stage`` as a
+JOB``. Every worker loads the student on its own device and runs the same ``train_and_save`` as a
 single-process trial; the HF Trainer sees torchrun's environment and wraps the model in DDP.
 Rank 0 saves the adapter into ``<run_dir>/adapter`` and its summary into the job folder, which
 this side returns; the trial then loads the student and attaches that adapter for eval.

@@ -4,7 +4,7 @@ Usage (what the trial runs): ``python -m torch.distributed.run --standalone --np
 -m training.train_worker <run_dir>/train_job/job.json``.
 
 Each rank loads the student on its own device (NF4 needs ``device_map={"": local_rank}``) and
-runs the single-process trial's ``train_stage``; the HF Trainer reads torchrun's RANK and
+runs the single-process trial's ``train_and_save``; the HF Trainer reads torchrun's RANK and
 WORLD_SIZE and wraps the model in DDP. Rank 0 alone writes the adapter and the summary. A rank
 that fails leaves its error in a file: the trial re-raises a user-fixable one (a NaN loss, a bad
 setting) as is, and names a crash's exception above the log tail.
@@ -41,7 +41,8 @@ def batch_sizes(train_cfg: dict[str, Any], world_size: int) -> dict[str, int]:
 
 
 def run_job(job: dict[str, Any], rank: int, local_rank: int, world_size: int) -> None:
-    from training.model_stages import load_student, train_stage
+    from training.lora_adapter import train_and_save
+    from training.student import load_student
 
     run_dir = Path(job["run_dir"])
     rows = read_jsonl(job["rows"])  # before any model loads: a bad file fails in a second
@@ -54,7 +55,7 @@ def run_job(job: dict[str, Any], rank: int, local_rank: int, world_size: int) ->
         torch.cuda.set_device(local_rank)
     student = load_student(job["model"], job["train"], hardware)
     # report_to=(): the trial's W&B run lives in the parent, which logs the loss history it gets back.
-    summary = train_stage(student, rows, job["model"], job["train"], hardware, run_dir, report_to=(), save=rank == 0)
+    summary = train_and_save(student, rows, job["model"], job["train"], hardware, run_dir, report_to=(), save=rank == 0)
     if rank == 0:  # after the adapter is saved: the summary's presence means the adapter is whole
         summary.update(batch_sizes(job["train"], world_size), quantization=student.quantization)
         write_json(run_dir / JOB_DIR / SUMMARY_FILE, summary)

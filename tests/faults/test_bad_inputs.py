@@ -89,7 +89,7 @@ def test_adapter_weights_peft_cannot_read_are_one_line(tmp_path):
     from tests.conftest import compose_config
     from training.errors import DataError
     from training.hardware import resolve_hardware
-    from training.model_stages import attach_adapter, load_student
+    from training.student import attach_adapter, load_student
 
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16,
                                                               "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))

@@ -66,7 +66,7 @@ class HFTeacher:
         return traces
 
     def _complete(self, prompts: list[list[dict[str, str]]], seed: int):
-        from training.model_stages import attach_adapter, load_student
+        from training.student import attach_adapter, load_student
         from training.models import release_memory, stop_token_id
 
         hardware = resolve_hardware(self.hardware_cfg)

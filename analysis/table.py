@@ -1,9 +1,8 @@
-# Print the trials under a dir as a table. Run: python -m sweep.summary outputs/demo/<stamp>
-"""One line per trial, read from each run dir's ``metrics.json`` (never from memory)."""
+# Print the trials under a dir as a table. Run: python -m analysis table outputs/demo/<stamp>
+"""The run table: one line per trial, read from each run dir's ``metrics.json`` (never from memory)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from sweep.run_record import METRICS_FILE, read_metrics
 from training.errors import CotParetoError
 
 
-def collect(root: Path) -> list[dict[str, Any]]:
+def table_rows(root: Path) -> list[dict[str, Any]]:
     """Every ``metrics.json`` below ``root``, sorted by level (baselines first), then path."""
     if not root.is_dir():
         raise CotParetoError(f"{root} is not a directory")
@@ -43,19 +42,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if m.get("status") == "failed":
             lines.append(f"{'':<16} error: {m.get('error')}")
     return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m sweep.summary DIR", file=sys.stderr)
-        return 2
-    try:
-        print(format_table(collect(Path(argv[0]))))
-    except CotParetoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

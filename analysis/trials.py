@@ -203,7 +203,7 @@ def is_storage(source: str) -> bool:
     return "://" in source or source.endswith(".journal")
 
 
-def collect(source: str, study_name: str | None = None, series: str | None = None) -> Collection:
+def load_trials(source: str, study_name: str | None = None, series: str | None = None) -> Collection:
     """A sweep dir, or a storage (URL or ``*.journal`` file) with an optional study name."""
     if is_storage(source):
         if "://" not in source and not Path(source).is_file():

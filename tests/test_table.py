@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from sweep.summary import collect, format_table, main
+from analysis.__main__ import main
+from analysis.table import format_table, table_rows
 from training.errors import CotParetoError
 
 
@@ -19,24 +20,24 @@ def test_table_lists_baseline_first_then_levels(tmp_path, capsys):
     write(tmp_path / "0_L1", status="failed", level=1, adapter="auto", error="TrainingError: loss became nan")
     write(tmp_path / "base_L1", status="completed", level=1, adapter="none", accuracy=0.0, accuracy_ci=[0.0, 0.06],
           mean_think_tokens=50.4, n_train=0, eval_seconds=49.0)
-    rows = collect(tmp_path)
+    rows = table_rows(tmp_path)
     assert [(r["adapter"], r["level"]) for r in rows] == [("none", 1), ("auto", 1), ("auto", 2)]
     lines = format_table(rows).splitlines()
     assert lines[2].startswith("base (L1 prompt) completed    0.000  [0.000, 0.060]      50.4       0       -")
     assert lines[3].startswith("L1               failed") and "error: TrainingError: loss became nan" in lines[4]
     assert lines[5].split() == ["L2", "completed", "0.250", "[0.100,", "0.400]", "12.0", "128", "130", "13"]
-    assert main([str(tmp_path)]) == 0 and "L2" in capsys.readouterr().out
+    assert main(["table", str(tmp_path)]) == 0 and "L2" in capsys.readouterr().out
 
 
 def test_empty_or_missing_dir_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(CotParetoError, match="no metrics.json"):
-        collect(tmp_path)
-    assert main([str(tmp_path / "missing")]) == 2
+        table_rows(tmp_path)
+    assert main(["table", str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
 
 
 def test_every_reader_takes_a_corrupt_or_missing_metrics_file_in_its_stride(tmp_path):
-    from analysis.collect import collect_dir
+    from analysis.trials import collect_dir
     from sweep.run_record import read_metrics
     from sweep.sweep_summary import row_from_run_dir
 
@@ -50,6 +51,6 @@ def test_every_reader_takes_a_corrupt_or_missing_metrics_file_in_its_stride(tmp_
     corrupt = read_metrics(tmp_path / "1_L5")
     assert corrupt["status"] == "unreadable" and "1_L5/metrics.json" in corrupt["error"]
     assert row_from_run_dir(tmp_path / "1_L5")["state"] == "unreadable"
-    assert sorted(row["status"] for row in collect(tmp_path)) == ["completed", "unreadable"]
+    assert sorted(row["status"] for row in table_rows(tmp_path)) == ["completed", "unreadable"]
     collection = collect_dir(tmp_path)
     assert len(collection.trials) == 1 and collection.skipped == {"unreadable": 1, "incomplete": 1}

@@ -1,0 +1,82 @@
+"""Stage ``traces``: the teacher writes reasoning traces for the training problems at the trial's level.
+
+Reads: the training problems (``data``), by content. Writes: ``traces.jsonl``, one row per trace.
+Cache key: ``data``, ``teacher`` (less its operational settings), ``level``, ``seed`` and the problems' digest.
+Traces with failed teacher requests are kept out of the cache, and so is everything made from them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.stages.base import Input, Stage, TrialContext
+from training.errors import CotParetoError
+from training.jsonl import write_jsonl
+from training.stage_cache import rows_digest
+from training.teachers.base import run_teacher
+
+log = logging.getLogger(__name__)
+
+TRACES_FILE = "traces.jsonl"
+
+
+def build_teacher(cfg: DictConfig) -> tuple[Any, int]:
+    """The teacher object and how many samples per problem to ask it for."""
+    args = OmegaConf.to_container(cfg, resolve=True)
+    n_samples = int(args.pop("n_samples", 1))
+    try:
+        return instantiate(args), n_samples
+    except InstantiationException as err:
+        # A teacher that rejects its own settings: the user gets that one line, not Hydra's wrapper.
+        if isinstance(err.__cause__, CotParetoError):
+            raise err.__cause__ from None
+        raise
+
+
+def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Have the configured teacher write ``traces.jsonl`` for the training problems; return its summary."""
+    problems, level, out_path = inputs["problems"], ctx.level, ctx.run_dir / TRACES_FILE
+    teacher, n_samples = build_teacher(ctx.cfg.teacher)
+    start = time.perf_counter()
+    traces = run_teacher(teacher, problems, level, n_samples, int(ctx.cfg.seed))
+    by_id = {p.id: p for p in problems}
+    write_jsonl(out_path, ({**t.to_row(), "level": level.id, "question": by_id[t.problem_id].question,
+                            "gold": by_id[t.problem_id].answer} for t in traces))
+    failed = sum(1 for t in traces if t.error)
+    retryable = sum(1 for t in traces if t.error and t.retryable)
+    seconds = round(time.perf_counter() - start, 3)
+    log.info("traces: %s wrote %d traces for %d problems at %s (%d with a teacher error) in %.2fs -> %s",
+             teacher.name, len(traces), len(problems), level.tag, failed, seconds, out_path)
+    summary = {"teacher": teacher.name, "n_traces": len(traces), "teacher_errors": failed,
+               "retryable_errors": retryable, "seconds": seconds}
+    if getattr(teacher, "stats", None):  # LLM teachers: requests sent, cache hits, tokens generated...
+        summary["teacher_stats"] = dict(teacher.stats)
+    return summary
+
+
+def record(result: dict[str, Any]) -> dict[str, Any]:
+    """Only errors that may recur differently (failed requests) make the traces incomplete; a problem the
+    reference teacher cannot render fails the same way every time."""
+    complete = result.get("retryable_errors", 0) == 0
+    if not complete:
+        log.warning("traces: %d teacher requests failed; this trial trains on the traces that came back, and "
+                    "nothing derived from them is cached (a later run asks the teacher again)",
+                    result["retryable_errors"])
+    return {"traces": result, "complete_inputs": complete}
+
+
+PROBLEMS = Input("problems", lambda ctx, stage: ctx.splits.train,
+                 lambda problems: rows_digest([asdict(p) for p in problems]))
+
+STAGE = Stage(
+    name="traces", run=run, record=record, inputs=(PROBLEMS,), outputs=(TRACES_FILE,),
+    cache_key=("data", "teacher", "level", "seed"),
+    cacheable=lambda result: result["retryable_errors"] == 0,
+)

@@ -1,0 +1,97 @@
+"""Stage ``train``: a NF4 QLoRA adapter on the filtered rows, in process or in torchrun workers.
+
+Reads: ``filtered.jsonl`` (from ``filter``, or ``+train.data_path=PATH``), by content.
+Writes: ``adapter/`` (weights, tokenizer and, once the trial's stages are over, a model card).
+Cache key: ``train``, ``model``, the device, precision and weight quantization, the process count when above 1
+(the global batch depends on it), and the rows' digest: trials that differ only in sampling train once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from sweep.stages.base import Stage, TrialContext, file_input
+from sweep.stages.filter import FILTERED_FILE
+from sweep.trial_record import SCORES, TrialRecord
+from training.distributed import train_distributed
+from training.errors import TrainingError
+from training.jsonl import read_jsonl
+from training.lora_adapter import ADAPTER_DIR, train_and_save
+from training.model_card import write_model_card
+from training.models import model_path, plain_values, release_memory
+from training.student import load_student
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Train the adapter into ``run_dir/adapter``; return the train summary.
+
+    The model is dropped afterwards: evaluation loads the base model and attaches the adapter as saved, as a
+    cache hit, data-parallel training and an eval-only run do. The model as training left it generated other
+    greedy outputs than its own saved adapter (7 of 48 problems, SmolLM2-135M, bf16 on CPU), so the same
+    adapter would score differently fresh and restored from the cache.
+    """
+    cfg, hardware, rows_path = ctx.cfg, ctx.hardware, inputs["filtered"]
+    rows = read_jsonl(rows_path)  # before any model loads: an empty set fails in a second, not a minute
+    if not rows:
+        raise TrainingError(f"nothing to train on: {rows_path} is empty (the filter kept no trace; "
+                            "see its filter_report.json)")
+    if hardware.num_processes > 1:
+        summary = train_distributed(rows_path, plain_values(cfg.model), plain_values(cfg.train), hardware,
+                                    ctx.run_dir, base_path=model_path(cfg.model))
+        # Trained in the workers: the loss curve still belongs in this trial's W&B run.
+        ctx.tracker.log_train_history(summary.get("loss_history") or [])
+        summary["adapter"] = str(ctx.run_dir / ADAPTER_DIR)  # as this trial names it, not the workers' path
+        return summary
+    student = load_student(cfg.model, cfg.train, hardware)
+    summary = train_and_save(student, rows, cfg.model, cfg.train, hardware, ctx.run_dir, ctx.tracker.report_to)
+    student.model = None
+    release_memory()
+    return summary
+
+
+def key_extra(ctx: TrialContext) -> dict[str, Any]:
+    hardware = ctx.hardware
+    # 1 process stays out of the key, so single-process entries cached before data-parallel training existed hit.
+    extra = {"num_processes": hardware.num_processes} if hardware.num_processes > 1 else {}
+    return {"device": hardware.device, "precision": hardware.precision, "quantization": ctx.quantization, **extra}
+
+
+def restored(ctx: TrialContext, summary: dict[str, Any]) -> dict[str, Any]:
+    """A cache hit: the loss curve of the trial that trained it goes into this one's W&B run, and this trial's
+    wall time is the copy (the training's own time stays in ``computed_seconds``)."""
+    ctx.tracker.log_train_history(summary.get("loss_history") or [])
+    return {**summary, "adapter": str(ctx.run_dir / ADAPTER_DIR), "computed_seconds": summary["train_seconds"],
+            "train_seconds": summary["seconds"]}
+
+
+def record(summary: dict[str, Any]) -> dict[str, Any]:
+    return {"train": summary, "n_train": summary["n_train"], "train_seconds": summary["train_seconds"]}
+
+
+def write_card(ctx: TrialContext, record: TrialRecord) -> None:
+    """The adapter's README.md, written once the trial's stages are over: with the scores if it was evaluated."""
+    train = ctx.cfg.train
+    write_model_card(ctx.run_dir / ADAPTER_DIR, {
+        "level": ctx.level.id, "level_name": ctx.level.name, "level_style": ctx.level.style,
+        "base_model": ctx.cfg.model.get("path") or ctx.cfg.model.name, "base_path": model_path(ctx.cfg.model),
+        "quantization": ctx.quantization, "data": ctx.cfg.data.name, "teacher": (record.traces or {}).get("teacher"),
+        "n_train": record.n_train, "train_loss": (record.train or {}).get("train_loss"),
+        "precision": record.hardware["precision"],
+        "metrics": {key: value for key, value in record.headline().items() if key in SCORES},
+        **{key: train[key] for key in ("lora_r", "lora_alpha", "lora_dropout", "epochs", "learning_rate", "batch_size")},
+        "target_modules": OmegaConf.to_container(train.target_modules) if OmegaConf.is_config(train.target_modules)
+        else train.target_modules,
+    })
+
+
+STAGE = Stage(
+    name="train", run=run, record=record,
+    inputs=(file_input("filtered", FILTERED_FILE, producer="filter", override="train.data_path"),),
+    outputs=(ADAPTER_DIR,), cache_key=("train", "model"), key_extra=key_extra, restored=restored,
+    finish=write_card, needs_model=True,
+)
