@@ -136,11 +136,11 @@ def test_unreadable_files_name_the_file_and_line(tmp_path):
      ("data.n_train=2.5", "data.n_train must be null or an integer >= 0, got 2.5")],
 )
 def test_data_settings_are_checked_before_any_file_is_read(override, message):
-    from training.data import check_data_settings
+    from training.config_schema import read_group
 
     cfg = data_cfg(override, "data.source=files", "data.train_path=/nonexistent.jsonl")
     with pytest.raises(ConfigError) as caught:
-        check_data_settings(cfg)
+        read_group("data", cfg)
     assert str(caught.value) == message
     with pytest.raises(ConfigError, match="got"):  # the loader reads through the same check
         load_problems(cfg)

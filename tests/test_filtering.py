@@ -101,13 +101,13 @@ def test_unknown_selection_is_a_config_error():
      ({"select": "longest"}, "filter.select='longest' is not one of all, shortest")],
 )
 def test_filter_settings_name_the_key_the_value_and_what_is_allowed(settings, message):
+    from training.config_schema import read_group
     from training.errors import ConfigError
-    from training.filtering import check_filter_settings
 
     with pytest.raises(ConfigError) as caught:
-        check_filter_settings(settings)
+        read_group("filter", settings)
     assert str(caught.value) == message
-    check_filter_settings({"select": "shortest", "allow_empty_think": True, "max_think_tokens": 1})
+    read_group("filter", {"select": "shortest", "allow_empty_think": True, "max_think_tokens": 1})
 
 
 @pytest.mark.parametrize(

@@ -18,15 +18,15 @@ from typing import Any
 
 from training.answers import normalize_number, to_fraction
 from training.arithmetic import ExpressionError, check_size, shorten
+from training.config_schema import DataSettings
 from training.errors import ConfigError, DataError
 from training.package_data import package_dir
 from training.jsonl import iter_jsonl
-from training.settings import as_choice, as_int, as_optional_int
+from training.settings import read_settings
 from training.solutions import MARK
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("package", "hub", "files")
 EXAMPLES = 5  # skipped rows and duplicate ids named in the log and the stats; the counts cover them all
 
 
@@ -159,16 +159,6 @@ def rank(problems: Sequence[Problem], seed: int) -> list[Problem]:
     return sorted(problems, key=lambda p: hashlib.sha256(f"{seed}:{p.id}".encode()).hexdigest())
 
 
-def check_data_settings(cfg: Mapping[str, Any]) -> None:
-    """The data settings' types and ranges, before any file is read."""
-    as_choice(cfg.get("source"), "data.source", SOURCES)
-    for key in ("n_train", "n_eval"):
-        as_optional_int(cfg.get(key), f"data.{key}", 0)
-    as_int(cfg.get("seed", 0), "data.seed", 0)
-    if cfg.get("eval_from"):
-        as_choice(cfg["eval_from"].get("source"), "data.eval_from.source", SOURCES)
-
-
 def _take(problems: list[Problem], n: int | None, what: str, origin: str) -> list[Problem]:
     if n is None:
         return problems
@@ -186,7 +176,7 @@ class Splits:
 
 def load_problems(cfg: Mapping[str, Any]) -> Splits:
     """Deterministic, disjoint train and eval subsets of the configured data set."""
-    check_data_settings(cfg)
+    settings = read_settings(DataSettings, cfg, "data")  # before any file is read
     train_path = cfg.get("train_path")
     eval_from = cfg.get("eval_from")
     if eval_from:
@@ -201,9 +191,8 @@ def load_problems(cfg: Mapping[str, Any]) -> Splits:
         # One pool when both splits resolve to the same rows (a single file, or SVAMP's one split).
         same = train_path == eval_path if cfg["source"] == "files" else cfg["train_split"] == cfg["eval_split"]
     train_pool = eval_pool if same else load_pool(cfg, cfg["train_split"], train_path, "train_path")
-    seed = as_int(cfg.get("seed", 0), "data.seed", 0)
-    eval_set = _take(rank(eval_pool.problems, seed), as_optional_int(cfg.get("n_eval"), "data.n_eval", 0), "n_eval",
-                     eval_pool.origin)
+    seed = settings.seed
+    eval_set = _take(rank(eval_pool.problems, seed), settings.n_eval, "n_eval", eval_pool.origin)
     # Eval is fixed first; train never sees an eval id or an eval question text.
     held_out = {p.id for p in eval_set}, {" ".join(p.question.lower().split()) for p in eval_set}
     candidates = [
@@ -211,7 +200,7 @@ def load_problems(cfg: Mapping[str, Any]) -> Splits:
         if p.id not in held_out[0] and " ".join(p.question.lower().split()) not in held_out[1]
     ]
     where = train_pool.origin + (" after setting aside the eval set" if same else "")
-    train_set = _take(candidates, as_optional_int(cfg.get("n_train"), "data.n_train", 0), "n_train", where)
+    train_set = _take(candidates, settings.n_train, "n_train", where)
     stats = {
         "name": cfg["name"],
         "source": cfg["source"],

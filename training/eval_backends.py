@@ -19,12 +19,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from training.config_schema import EvalSettings
 from training.errors import ConfigError
 from training.generation import Generated, generation_kwargs
+from training.settings import read_setting
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "transformers", "vllm")
 
 
 def vllm_installed() -> bool:
@@ -33,8 +33,7 @@ def vllm_installed() -> bool:
 
 def choose_backend(requested: str, device: str, *, vllm_available: bool | None = None) -> tuple[str, str]:
     """``(backend, why)`` for ``eval.backend=requested`` on ``device``; ConfigError for an impossible request."""
-    if requested not in BACKENDS:
-        raise ConfigError(f"eval.backend={requested!r} is not one of {', '.join(BACKENDS)}")
+    read_setting(EvalSettings, "backend", requested, "eval")
     available = vllm_installed() if vllm_available is None else vllm_available
     if requested == "vllm":
         if not available:

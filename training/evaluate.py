@@ -14,29 +14,15 @@ from typing import Any
 
 from training.answers import EXTRACTORS, extract_answer, is_correct
 from training.completions import THINK_CLOSE, THINK_OPEN, parse_completion, think_text
+from training.config_schema import EvalSettings
 from training.data import Problem
 from training.errors import ConfigError
-from training.eval_backends import BACKENDS
 from training.generation import Generated, generate, timing_summary
 from training.levels import Level, build_prompt, template_keeps_earlier_think
-from training.settings import as_bool, as_choice, as_int
+from training.settings import read_setting
 from training.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
-
-
-def check_eval_settings(cfg: Mapping[str, Any]) -> None:
-    """Every ``eval`` setting, before any model is loaded: an unknown extractor must not wait for the whole eval."""
-    as_int(cfg.get("batch_size"), "eval.batch_size", 1)
-    as_bool(cfg.get("share_prefix", True), "eval.share_prefix")
-    as_int(cfg.get("regroup_after", 32), "eval.regroup_after", 0, "an integer >= 0 (0: one pass per batch)")
-    as_int(cfg.get("n_shots", 0), "eval.n_shots", 0)
-    as_choice(cfg.get("extractor", "flexible"), "eval.extractor", EXTRACTORS)
-    as_int(cfg.get("log_samples", 64), "eval.log_samples", 0)
-    as_choice(cfg.get("backend", "auto"), "eval.backend", BACKENDS)
-    engine_args = cfg.get("vllm_engine_args")
-    if engine_args is not None and not isinstance(engine_args, Mapping):
-        raise ConfigError(f"eval.vllm_engine_args must be a mapping of vllm.LLM arguments or null, got {engine_args!r}")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -89,7 +75,7 @@ def grade_sample(problem: Problem, prompt: list[dict[str, str]], generated: Gene
 
 def summarize(rows: Sequence[Mapping[str, Any]], extractor: str = "flexible") -> dict[str, Any]:
     """Aggregate metrics over graded rows; ``accuracy`` follows ``extractor``, both are reported."""
-    as_choice(extractor, "eval.extractor", EXTRACTORS)
+    read_setting(EvalSettings, "extractor", extractor, "eval")
     n = len(rows)
     if n == 0:
         raise ConfigError("nothing to evaluate: the eval split is empty (data.n_eval)")

@@ -16,11 +16,11 @@ from typing import Any
 
 from training.answers import is_correct, normalize_number
 from training.completions import THINK_CLOSE, THINK_OPEN, format_completion, parse_completion
+from training.config_schema import FilterSettings
 from training.errors import DataError
-from training.settings import as_bool, as_choice, as_optional_int
+from training.settings import read_settings
 from training.tokens import TokenCounter
 
-SELECTIONS = ("all", "shortest")
 # Every reason a trace can be dropped, in the order the checks run.
 REASONS = (
     "teacher_error",
@@ -71,13 +71,6 @@ def judge(completion: str, gold: str, *, error: str | None = None, allow_empty_t
     if not is_correct(answer, gold):
         return Verdict("wrong_answer", parsed.think, answer)
     return Verdict(None, parsed.think, answer)
-
-
-def check_filter_settings(cfg: Mapping[str, Any]) -> None:
-    """The ``filter`` group's settings (select, allow_empty_think, max_think_tokens), before any trace is read."""
-    as_choice(cfg.get("select", "all"), "filter.select", SELECTIONS)
-    as_bool(cfg.get("allow_empty_think", False), "filter.allow_empty_think")
-    as_optional_int(cfg.get("max_think_tokens"), "filter.max_think_tokens", 1)
 
 
 # What each traces row must hold (traces_stage writes all of them; a file given by +filter.traces_path may not).
@@ -133,8 +126,9 @@ def filter_traces(
     close_tag: str = THINK_CLOSE,
 ) -> FilterResult:
     """Judge trace rows (``problem_id``, ``sample``, ``completion``, ``gold``, ``error``)."""
-    check_filter_settings({"select": select, "allow_empty_think": allow_empty_think,
-                           "max_think_tokens": max_think_tokens})
+    settings = read_settings(FilterSettings, {"select": select, "allow_empty_think": allow_empty_think,
+                                              "max_think_tokens": max_think_tokens}, "filter")  # before any trace
+    max_think_tokens = settings.max_think_tokens  # 8.0 or "8" as 8
     traces = [_trace_row(row, index) for index, row in enumerate(traces)]  # all checked before any is judged
     dropped: Counter[str] = Counter()
     examples: dict[str, str] = {}  # one problem id per reason, to look at

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from training.settings import as_bool, as_float, as_int
+from training.config_schema import SamplingSettings
+from training.settings import read_settings
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +29,15 @@ class Generated:
 
 
 def generation_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``generate`` keyword arguments for the sampling settings in ``cfg``, validated."""
-    max_new = as_int(cfg.get("max_new_tokens", 0), "sampling.max_new_tokens", 1, "at least 1")
-    rep = as_float(cfg.get("repetition_penalty", 1.0), "sampling.repetition_penalty", low=0, low_open=True,
-                   allowed="positive")
-    # Not a generate() argument (generate applies it as a logits processor), but a setting all the same.
-    as_float(cfg.get("presence_penalty", 0.0), "sampling.presence_penalty")
-    kwargs: dict[str, Any] = {"max_new_tokens": max_new, "repetition_penalty": rep}
-    if not as_bool(cfg.get("do_sample") or False, "sampling.do_sample"):
-        # Explicit values so a model's own generation_config (often temperature 0.7) cannot leak in.
-        return {**kwargs, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    temperature = as_float(cfg.get("temperature"), "sampling.temperature", low=0, low_open=True,
-                           allowed="positive when sampling")
-    top_p = as_float(cfg.get("top_p"), "sampling.top_p", low=0, high=1, low_open=True)
-    top_k = as_int(cfg.get("top_k"), "sampling.top_k", 0, "an integer >= 0 (0 turns it off)")
-    return {**kwargs, "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k or None}
+    """``generate`` keyword arguments for the sampling settings in ``cfg``, read through their schema.
+
+    Greedy decoding passes temperature, top_p and top_k explicitly as None, so that a model's own
+    generation_config (often temperature 0.7) cannot leak in; top_k 0 turns the cut off.
+    """
+    settings = read_settings(SamplingSettings, cfg, "sampling")
+    return {"max_new_tokens": settings.max_new_tokens, "repetition_penalty": settings.repetition_penalty,
+            "do_sample": settings.do_sample, "temperature": settings.temperature, "top_p": settings.top_p,
+            "top_k": settings.top_k or None}
 
 
 def presence_penalty_processor(penalty: float, prompt_length: int):
@@ -121,7 +116,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
     from tqdm.auto import tqdm
     from transformers import set_seed
 
-    batch_size = as_int(batch_size, "eval.batch_size", 1)
+    batch_size = int(batch_size)  # checked with its group (eval.batch_size, teacher.batch_size)
     kwargs = generation_kwargs(sampling)
     limits = regroup_limits(kwargs.pop("max_new_tokens"), regroup_after)
     template_kwargs = dict(chat_template_kwargs or {})

@@ -18,13 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from training.config_schema import HardwareSettings
 from training.errors import ConfigError
-from training.settings import as_choice, as_int
+from training.settings import read_settings
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "fp16", "bf16")
-DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -52,16 +50,6 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def check_hardware_settings(cfg: Mapping[str, Any]) -> None:
-    """The ``hardware`` group's values, without looking at the machine (that is :func:`resolve_hardware`'s part)."""
-    as_choice(str(cfg.get("device", "auto")), "hardware.device", ("auto", *DEVICES))
-    as_choice(str(cfg.get("precision", "auto")), "hardware.precision", ("auto", *PRECISIONS))
-    if cfg.get("num_threads") is not None:  # null: every usable core
-        as_int(cfg["num_threads"], "hardware.num_threads", 1, "null or at least 1")
-    if cfg.get("num_processes") is not None:  # not `or 1`: an explicit 0 is a mistake to report, not to fix
-        as_int(cfg["num_processes"], "hardware.num_processes", 1, "at least 1")
-
-
 def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = None,
                      bf16_supported: bool | None = None, device_count: int | None = None,
                      cpu_bf16_flags: Sequence[str] | None = None, cpu_bf16_speedup: float | None = None) -> Hardware:
@@ -76,16 +64,13 @@ def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = No
 
         cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
         bf16_supported = (cuda_available and torch.cuda.is_bf16_supported()) if bf16_supported is None else bf16_supported
-    check_hardware_settings(cfg)
-    name = str(cfg.get("name", "?"))
-    device = str(cfg.get("device", "auto"))
-    precision = str(cfg.get("precision", "auto"))
+    settings = read_settings(HardwareSettings, cfg, "hardware")  # the values; the machine is looked at below
+    name, device, precision = str(cfg.get("name", "?")), settings.device, settings.precision
     if device == "auto":
         device = "cuda" if cuda_available else "cpu"
     if device == "cuda" and not cuda_available:
         raise ConfigError(f"hardware={name} needs a CUDA GPU and torch sees none; use hardware=cpu or hardware=auto")
-    threads = cfg.get("num_threads")
-    num_threads = int(threads) if threads is not None else usable_cores()
+    num_threads = settings.num_threads or usable_cores()
     reason = f"hardware.precision={precision} in the config"
     if precision == "auto" and device == "cuda":
         precision, reason = ("bf16", "gpu supports bf16") if bf16_supported else ("fp16", "gpu has no bf16; fp16")
@@ -96,8 +81,8 @@ def resolve_hardware(cfg: Mapping[str, Any], *, cuda_available: bool | None = No
     if precision == "fp16" and device == "cpu":
         # torch's fp16 matmuls on CPU are slow or missing, and HF Trainer would silently run fp32 anyway.
         raise ConfigError(f"hardware {name}: fp16 is a GPU precision; use precision fp32 on CPU")
-    num_processes = _num_processes(cfg, name, device, device_count)
-    return Hardware(name, device, precision, cfg.get("attn_implementation") or None, num_threads, num_processes,
+    num_processes = _num_processes(settings.num_processes or 1, name, device, device_count)
+    return Hardware(name, device, precision, settings.attn_implementation or None, num_threads, num_processes,
                     reason)
 
 
@@ -110,9 +95,7 @@ def _auto_cpu_precision(threads: int, flags: Sequence[str] | None, speedup: floa
     return choose_cpu_precision(flags, speedup)
 
 
-def _num_processes(cfg: Mapping[str, Any], name: str, device: str, device_count: int | None) -> int:
-    raw = cfg.get("num_processes")
-    number = 1 if raw is None else int(raw)  # checked by check_hardware_settings
+def _num_processes(number: int, name: str, device: str, device_count: int | None) -> int:
     if device == "cuda" and number > 1:
         if device_count is None:
             import torch

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from training.atomic import build_atomically
+from training.config_schema import ModelSettings
 from training.errors import ConfigError
 from training.package_data import package_dir
+from training.settings import read_settings
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("hub", "gguf", "tiny")
 CACHE_ENV = "COT_PARETO_CACHE"
 
 
@@ -110,14 +111,10 @@ def _build_tiny(cfg: Mapping[str, Any], out: Path) -> None:
 
 def model_path(cfg: Mapping[str, Any]) -> str:
     """A folder or hub id that ``from_pretrained`` can read for the student in ``cfg``."""
-    source = cfg.get("source")
-    if source not in SOURCES:
-        raise ConfigError(f"model {cfg.get('name')!r}: unknown source {source!r} (valid: {', '.join(SOURCES)})")
-    if source == "hub":
-        if not cfg.get("path"):
-            raise ConfigError(f"model {cfg.get('name')!r}: source=hub needs model.path (a hub id or a folder)")
-        return str(cfg["path"])
-    if source == "gguf":
+    settings = read_settings(ModelSettings, cfg, "model")
+    if settings.source == "hub":
+        return settings.path
+    if settings.source == "gguf":
         key, build = _fingerprint(cfg, ("package", "gguf_file")), _convert_gguf
     else:
         key, build = _fingerprint(cfg, ("package", "tokenizer_dir", "architecture", "seed", "stop_token")), _build_tiny

@@ -16,82 +16,54 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from training.config_schema import LR_SCHEDULERS, QuantSettings, TrainSettings  # noqa: F401 (re-exported)
 from training.errors import ConfigError, TrainingError
 from training.hardware import Hardware
 from training.lm_head import supports_masked_head, use_masked_lm_head
-from training.settings import as_bool, as_choice, as_float, as_int
+from training.settings import read_setting, read_settings
 
 log = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("nf4", "none")
-# transformers' SchedulerType values, listed here so the check needs no transformers import (5 s);
-# a test keeps the two in step.
-LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-                 "warmup_stable_decay", "greedy")
-
-
-def check_quant_settings(cfg: Mapping[str, Any]) -> str:
-    """The quantization settings every model stage reads (the student is loaded with them); the kind."""
-    as_bool(cfg.get("double_quant", True), "train.double_quant")
-    as_bool(cfg.get("allow_unquantized_fallback", False), "train.allow_unquantized_fallback")
-    return as_choice(cfg.get("quantization", "nf4"), "train.quantization", QUANTIZATIONS)
-
 
 def _lora_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    targets = cfg.get("target_modules") or "all-linear"
-    if not isinstance(targets, str):
-        targets = list(targets) if not isinstance(targets, (int, float, bool)) else [targets]
-        if not targets or not all(isinstance(name, str) and name for name in targets):
-            raise ConfigError(f"train.target_modules must be all-linear or a list of module names, got {targets!r}")
-    return {
-        "r": as_int(cfg.get("lora_r"), "train.lora_r", 1),
-        "lora_alpha": as_float(cfg.get("lora_alpha"), "train.lora_alpha", low=0, low_open=True),
-        "lora_dropout": as_float(cfg.get("lora_dropout"), "train.lora_dropout", low=0, high=1, high_open=True),
-        "target_modules": targets,
-    }
+    settings = read_settings(TrainSettings, cfg, "train")
+    return {"r": settings.lora_r, "lora_alpha": settings.lora_alpha, "lora_dropout": settings.lora_dropout,
+            "target_modules": settings.target_modules}
 
 
 def _trainer_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The SFTConfig values of the ``train`` group, each read through its check."""
-    seed = as_int(cfg.get("seed"), "train.seed", 0)
+    """The SFTConfig values of the ``train`` group, read through its schema."""
+    settings = read_settings(TrainSettings, cfg, "train")
     return {
-        # transformers reads a fractional epoch count as part of a last epoch.
-        "num_train_epochs": as_float(cfg.get("epochs"), "train.epochs", low=0, low_open=True),
-        "per_device_train_batch_size": as_int(cfg.get("batch_size"), "train.batch_size", 1),
-        "gradient_accumulation_steps": as_int(cfg.get("grad_accum"), "train.grad_accum", 1),
-        "learning_rate": as_float(cfg.get("learning_rate"), "train.learning_rate", low=0, low_open=True),
-        "lr_scheduler_type": as_choice(cfg.get("lr_scheduler", "linear"), "train.lr_scheduler", LR_SCHEDULERS),
-        "warmup_steps": _warmup(cfg.get("warmup", 0)),
-        "weight_decay": as_float(cfg.get("weight_decay", 0.0), "train.weight_decay", low=0),
-        "max_grad_norm": as_float(cfg.get("max_grad_norm", 1.0), "train.max_grad_norm", low=0),  # 0: no clipping
-        "max_length": as_int(cfg.get("max_length"), "train.max_length", 1),
-        "logging_steps": as_int(cfg.get("logging_steps", 1), "train.logging_steps", 1),
-        "activation_checkpointing": as_bool(cfg.get("gradient_checkpointing", False), "train.gradient_checkpointing"),
+        "num_train_epochs": settings.epochs,
+        "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.grad_accum,
+        "learning_rate": settings.learning_rate,
+        "lr_scheduler_type": settings.lr_scheduler,
+        "warmup_steps": _steps_or_fraction(settings.warmup),
+        "weight_decay": settings.weight_decay,
+        "max_grad_norm": settings.max_grad_norm,
+        "max_length": settings.max_length,
+        "logging_steps": settings.logging_steps,
+        "activation_checkpointing": settings.gradient_checkpointing,
         # TRL's prompt/completion rows: loss on the completion only, or (false) on prompt and completion alike.
-        "completion_only_loss": as_bool(cfg.get("completion_only_loss", True), "train.completion_only_loss"),
-        "group_by_length": as_bool(cfg.get("group_by_length", True), "train.group_by_length"),
-        "seed": seed,
+        "completion_only_loss": settings.completion_only_loss,
+        "group_by_length": settings.group_by_length,
+        "seed": settings.seed,
     }
-
-
-def check_train_settings(cfg: Mapping[str, Any]) -> None:
-    """Every ``train`` setting, before a model is loaded: the same reads the builders below make."""
-    check_quant_settings(cfg)
-    _lora_settings(cfg)
-    _trainer_settings(cfg)
 
 
 def build_quant_config(cfg: Mapping[str, Any], compute_dtype):
     """NF4 with double quantization (the QLoRA recipe), computing in ``compute_dtype``; None for plain LoRA."""
-    if check_quant_settings(cfg) == "none":
+    settings = read_settings(QuantSettings, cfg, "train")
+    if settings.quantization == "none":
         return None
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=cfg.get("double_quant", True),
+        bnb_4bit_use_double_quant=settings.double_quant,
         bnb_4bit_compute_dtype=compute_dtype,
         bnb_4bit_quant_storage=compute_dtype,
     )
@@ -144,9 +116,12 @@ def ddp_options(hardware: Hardware) -> dict[str, Any]:
 
 
 def _warmup(value: Any) -> float | int:
+    """``train.warmup`` as transformers 5 reads it (see :func:`_steps_or_fraction`)."""
+    return _steps_or_fraction(read_setting(TrainSettings, "warmup", value, "train"))
+
+
+def _steps_or_fraction(number: float) -> float | int:
     """transformers 5 reads an integer as steps and a float below 1 as a fraction of all steps."""
-    number = as_float(value or 0, "train.warmup", low=0,
-                      allowed="a number >= 0 (steps, or a fraction of all steps below 1)")
     return int(number) if number >= 1 else number
 
 
@@ -172,7 +147,7 @@ def resolve_quant_config(cfg: Mapping[str, Any], hardware: Hardware):
     problem = bitsandbytes_problem(hardware.device)
     if problem is None:
         return quant
-    if cfg.get("allow_unquantized_fallback"):
+    if read_settings(QuantSettings, cfg, "train").allow_unquantized_fallback:
         log.warning("train: bitsandbytes cannot run NF4 on %s (%s); training plain LoRA on %s weights instead",
                     hardware.device, problem, hardware.precision)
         return None

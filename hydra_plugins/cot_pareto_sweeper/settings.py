@@ -3,12 +3,13 @@
 A bad setting is a ConfigError naming ``hydra.sweeper.<field>``: the sweeper prints it as one line
 and exits with status 2 before it opens the storage or starts a trial. Without these checks a
 negative ``n_trials`` ran nothing and exited 0, and a bad sampler failed after the first trials.
+Each field's own rule is declared on the sweeper's schema (:class:`~.config.ParetoSweeperConf`);
+the rules that span fields are here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -16,13 +17,13 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, open_dict, read_write
 
+from hydra_plugins.cot_pareto_sweeper.config import SAMPLERS, ParetoSweeperConf  # noqa: F401 (re-exported)
 from sweep.cli import override_key
 from sweep.search_space import format_value
 from sweep.storage import is_url, redact, storage_setting
-from sweep.study import DIRECTIONS
 from training.errors import ConfigError
+from training.settings import read_settings
 
-SAMPLERS = ("tpe", "nsgaii", "random", "grid")
 STORAGE_KEY = "hydra.sweeper.storage"
 
 
@@ -30,8 +31,6 @@ def build_sampler(name: str, kwargs: dict[str, Any], seed: int) -> optuna.sample
     # The grid is enqueued up front (see ``enqueue_grid``); anything asked beyond it is random.
     classes = {"tpe": optuna.samplers.TPESampler, "nsgaii": optuna.samplers.NSGAIISampler,
                "random": optuna.samplers.RandomSampler, "grid": optuna.samplers.RandomSampler}
-    if name not in classes:
-        raise ConfigError(f"hydra.sweeper.sampler={name!r} is not one of {', '.join(SAMPLERS)}")
     try:
         return classes[name](seed=seed, **kwargs)
     except (TypeError, ValueError) as err:  # an unknown keyword, a population_size of 1, ...
@@ -49,42 +48,19 @@ def ask_seed(seed: int, n_trials: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def _number(settings: Mapping[str, Any], key: str) -> float:
-    value = settings[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"hydra.sweeper.{key}={value!r} is not a number")
-    return value
-
-
-def check_settings(settings: Mapping[str, Any]) -> None:
-    """Every setting the sweep reads, checked at once: ConfigError naming the first bad one."""
-    name = settings["sampler"]
-    build_sampler(name, dict(settings.get("sampler_kwargs") or {}), 0)  # the sampler and its kwargs
-    n_trials = settings.get("n_trials")
-    if n_trials is None and name != "grid":
+def check_settings(settings: Mapping[str, Any]) -> ParetoSweeperConf:
+    """Every setting the sweep reads, checked at once: ConfigError naming the first bad one; the settings."""
+    checked = read_settings(ParetoSweeperConf, settings, "hydra.sweeper")  # each field's own rule
+    build_sampler(checked.sampler, dict(checked.sampler_kwargs or {}), 0)  # the sampler's keywords
+    if checked.n_trials is None and checked.sampler != "grid":
         raise ConfigError("hydra.sweeper.n_trials is required unless sampler=grid")
-    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
-        raise ConfigError(f"hydra.sweeper.n_trials={n_trials!r} must be a whole number of at least 1 "
-                          "(the finished trials the study should end with)")
-    n_jobs = settings.get("n_jobs")
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1)):
-        raise ConfigError(f"hydra.sweeper.n_jobs={n_jobs!r} must be at least 1, -1 (one per core) or null")
-    if _number(settings, "n_workers") < 1 or int(settings["n_workers"]) != settings["n_workers"]:
-        raise ConfigError(f"hydra.sweeper.n_workers={settings['n_workers']!r} must be a whole number of at least 1")
-    heartbeat, stale_after = _number(settings, "heartbeat_seconds"), _number(settings, "stale_after_seconds")
+    heartbeat, stale_after = checked.heartbeat_seconds, checked.stale_after_seconds
     if heartbeat <= 0 or stale_after <= heartbeat:
         # A trial whose heartbeat is refreshed less often than it is declared stale would be retried while it runs.
         raise ConfigError(f"hydra.sweeper.stale_after_seconds={stale_after} must exceed "
                           f"hydra.sweeper.heartbeat_seconds={heartbeat}, which must be above 0")
-    objectives = settings.get("objectives") or {}
-    if not objectives:
-        raise ConfigError("hydra.sweeper.objectives is empty: name the metrics.json keys to optimise")
-    for metric, direction in objectives.items():
-        if direction not in DIRECTIONS:
-            raise ConfigError(f"hydra.sweeper.objectives.{metric}={direction!r} is not one of {', '.join(DIRECTIONS)}")
-    if not str(settings.get("study_name") or "").strip():
-        raise ConfigError("hydra.sweeper.study_name is empty")
-    storage_setting(settings.get("storage"), settings.get("storage_env"))  # both set, or an unset variable
+    storage_setting(checked.storage, checked.storage_env)  # both set, or an unset variable
+    return checked
 
 
 def redact_config(config: DictConfig, storage: str | None) -> None:

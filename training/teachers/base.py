@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from training.config_schema import TeacherSettings
 from training.data import Problem
 from training.errors import TeacherError
 from training.levels import Level
+from training.settings import read_setting
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,7 @@ class Teacher(Protocol):
 
 def run_teacher(teacher: Teacher, problems: Sequence[Problem], level: Level, n_samples: int, seed: int) -> list[Trace]:
     """Call a teacher and check its contract, so a broken teacher fails loudly, not silently."""
-    if n_samples < 1:
-        raise TeacherError(f"teacher.n_samples must be >= 1, got {n_samples}")
+    n_samples = read_setting(TeacherSettings, "n_samples", n_samples, "teacher")
     results = teacher.generate(problems, level, n_samples=n_samples, seed=seed)
     if len(results) != len(problems):
         raise TeacherError(f"teacher {teacher.name!r} returned {len(results)} results for {len(problems)} problems")

@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from training.config_schema import HFTeacherSettings
 from training.data import Problem
 from training.errors import ConfigError
-from training.generation import generate, generation_kwargs
+from training.generation import generate
 from training.hardware import apply_threads, resolve_hardware
 from training.levels import Level
+from training.settings import read_settings
 from training.teachers.base import Trace
 from training.teachers.prompts import teacher_prompts
 
@@ -29,14 +31,17 @@ class HFTeacher:
     def __init__(self, model: Mapping[str, Any], hardware: Mapping[str, Any], sampling: Mapping[str, Any], *,
                  name: str = "hf", batch_size: int = 16, n_shots: int = 2, exemplars: str = "level",
                  system: str | None = None, adapter: str | None = None, quantization: str = "none") -> None:
-        self.name = name
-        self.adapter = adapter  # a LoRA adapter on the model: a previous round's student for iterated self-distillation
-        self.quantization = quantization  # nf4: an 8B teacher in ~6 GB of an 11 GB Turing card
+        # Every setting, the sampling and model settings too, is checked before the model loads.
+        settings = read_settings(HFTeacherSettings, {
+            "model": model, "hardware": hardware, "sampling": sampling, "name": name, "batch_size": batch_size,
+            "n_shots": n_shots, "exemplars": exemplars, "system": system, "adapter": adapter,
+            "quantization": quantization}, "teacher")
+        self.name = settings.name
+        self.adapter = settings.adapter  # a LoRA adapter on the model: a previous round's student (self-distillation)
+        self.quantization = settings.quantization  # nf4: an 8B teacher in ~6 GB of an 11 GB Turing card
         self.model_cfg, self.hardware_cfg, self.sampling = model, hardware, dict(sampling)
-        self.batch_size, self.n_shots, self.exemplars, self.system = int(batch_size), int(n_shots), exemplars, system
-        generation_kwargs(self.sampling)  # bad sampling settings fail before the model loads
-        if self.batch_size < 1:
-            raise ConfigError(f"teacher.batch_size must be at least 1, got {batch_size}")
+        self.batch_size, self.n_shots, self.exemplars = settings.batch_size, settings.n_shots, settings.exemplars
+        self.system = settings.system
         self.stats: dict[str, Any] = {}
 
     def generate(self, problems: Sequence[Problem], level: Level, *, n_samples: int = 1,

@@ -28,10 +28,12 @@ from typing import Any
 import httpx
 
 from training.completions import THINK_CLOSE, THINK_OPEN
+from training.config_schema import OpenAITeacherSettings
 from training.data import Problem
-from training.errors import ConfigError, TeacherError
+from training.errors import TeacherError
 from training.levels import Level
 from training.response_cache import ResponseCache, request_key
+from training.settings import read_settings
 from training.stage_cache import cache_dir as stage_cache_dir
 from training.teachers.base import Trace
 from training.teachers.prompts import teacher_prompts
@@ -79,13 +81,14 @@ class OpenAITeacher:
             logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def check(self) -> None:
-        # Called by generate, not __init__: Hydra's instantiate would bury a ConfigError in a traceback.
-        if not self.model:
-            raise ConfigError("teacher.model is not set: add teacher.model=NAME (the model the server serves)")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"teacher.base_url must start with http:// or https://, got {self.base_url!r}")
-        if self.concurrency < 1 or self.max_retries < 0 or self.n_shots < 0:
-            raise ConfigError("teacher.concurrency must be >= 1, teacher.max_retries and teacher.n_shots >= 0")
+        # The trial checked these with its config (check_config); a teacher made in code is checked here, by
+        # generate, before any request: not by __init__, so that one made without a model can still be built.
+        read_settings(OpenAITeacherSettings, {
+            **self.sampling, "model": self.model, "base_url": self.base_url, "api_key_env": self.api_key_env,
+            "n_shots": self.n_shots, "exemplars": self.exemplars, "system": self.system, "think_open": self.think_open,
+            "think_close": self.think_close, "concurrency": self.concurrency, "timeout_s": self.timeout_s,
+            "max_retries": self.max_retries, "backoff_s": self.backoff_s, "backoff_max_s": self.backoff_max_s,
+            "extra_body": self.extra_body}, "teacher")
 
     def body(self, messages: list[dict[str, str]], seed: int) -> dict[str, Any]:
         """The request body, which is also what the response cache keys on (with the URL)."""

@@ -18,13 +18,14 @@ import dataclasses
 from collections.abc import Sequence
 
 from training.completions import THINK_CLOSE, THINK_OPEN
+from training.config_schema import PromptedTeacherSettings
 from training.data import Problem
 from training.errors import ConfigError
 from training.levels import Exemplar, Level, build_prompt, exemplar_text
+from training.settings import read_setting
 from training.solutions import UnrenderableError
 from training.teachers.reference import render_reference
 
-EXEMPLAR_SOURCES = ("level", "reference")
 DEFAULT_SYSTEM = (
     "You write worked solutions to math word problems in a required reasoning style.\n"
     "Style: {style}\n"
@@ -63,10 +64,8 @@ def teacher_prompts(problems: Sequence[Problem], level: Level, *, n_shots: int =
                     system: str | None = None, open_tag: str = THINK_OPEN,
                     close_tag: str = THINK_CLOSE) -> list[list[dict[str, str]]]:
     """One chat prompt per problem: the teacher system message, then the student's level prompt."""
-    if exemplars not in EXEMPLAR_SOURCES:
-        raise ConfigError(f"teacher.exemplars={exemplars!r} is not one of {', '.join(EXEMPLAR_SOURCES)}")
-    if n_shots < 0:
-        raise ConfigError(f"teacher.n_shots must be >= 0, got {n_shots}")
+    exemplars = read_setting(PromptedTeacherSettings, "exemplars", exemplars, "teacher")
+    n_shots = read_setting(PromptedTeacherSettings, "n_shots", n_shots, "teacher")
     if exemplars == "level":
         if n_shots > len(level.exemplars):
             raise ConfigError(f"teacher.n_shots={n_shots} but level {level.id} has {len(level.exemplars)} exemplars; "
