@@ -31,7 +31,7 @@ endif
 demo: $(STAMP)
 	@echo "cot-pareto demo: train and evaluate levels 1-5 and the base model -> $(DEMO_DIR)"
 	@set -ex; start=$$(date +%s); \
-	  $(PY) -m sweep.workers 2 +search=demo hydra.sweep.dir=$(DEMO_DIR) wandb.group=$(notdir $(DEMO_DIR)); \
+	  $(PY) -m sweep.search.workers 2 +search=demo hydra.sweep.dir=$(DEMO_DIR) wandb.group=$(notdir $(DEMO_DIR)); \
 	  $(PY) -m analysis table $(DEMO_DIR); \
 	  $(PY) -m analysis report $(DEMO_DIR); \
 	  $(PY) -m analysis choose $(DEMO_DIR); \

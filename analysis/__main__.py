@@ -16,11 +16,11 @@ from pathlib import Path
 
 from analysis import cli_checks as checks
 from analysis.choose import Constraints, choose, format_choice
-from analysis.trials import Collection, load_trials, is_storage, merged
 from analysis.paired_table import DEFAULT_MARGIN
 from analysis.report import build_report, format_report
 from analysis.tradeoff import tradeoff
-from training.errors import CotParetoError
+from analysis.trials import Collection, is_storage, load_trials, merged
+from training.common.errors import CotParetoError
 
 
 def _sources(parser: argparse.ArgumentParser) -> None:

@@ -14,10 +14,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from analysis.paired_table import (DEFAULT_MARGIN, PairedEvidence, delta_text, format_paired_table, p_text,
-                                   paired_evidence)
+from analysis.paired_table import (
+    DEFAULT_MARGIN,
+    PairedEvidence,
+    delta_text,
+    format_paired_table,
+    p_text,
+    paired_evidence,
+)
 from analysis.tradeoff import FrontPoint, Tradeoff, most_accurate
-from training.errors import CotParetoError
+from training.common.errors import CotParetoError
 
 
 @dataclass(frozen=True)

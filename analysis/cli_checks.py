@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import NoReturn
 
-from training.settings import in_interval
+from training.config.settings import in_interval
 
 
 class OneLineParser(argparse.ArgumentParser):

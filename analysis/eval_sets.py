@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from analysis.trials import Trial
-from training.errors import CotParetoError
-from training.jsonl import read_jsonl
+from training.common.errors import CotParetoError
+from training.common.jsonl import read_jsonl
 
 SAMPLES_FILE = "eval_samples.jsonl"
 # metrics.json's ``accuracy_extractor`` -> the eval_samples.jsonl flag its ``accuracy`` counts.

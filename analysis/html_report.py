@@ -18,11 +18,11 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.trials import Trial
 from analysis.paired_table import METHODS, PairedEvidence, delta_text, p_text
 from analysis.plots import BASELINE_COLOR, DOMINATED_ALPHA, NOT_WORSE_COLOR, level_color, not_worse_label
 from analysis.tradeoff import Tradeoff
-from training.jsonl import read_jsonl
+from analysis.trials import Trial
+from training.common.jsonl import read_jsonl
 
 SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross")
 DASHES = ("solid", "dash", "dot", "dashdot")

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.trials import Trial
 from analysis.eval_sets import EvalSets, eval_sets
 from analysis.paired import FEW_DISCORDANT, PairedResult, compare
 from analysis.tradeoff import Tradeoff, most_accurate
+from analysis.trials import Trial
 
 DEFAULT_MARGIN = 0.02
 METHODS = ("95 % CI: paired bootstrap (percentile, 9999 resamples of problems, seed 0; exact bound on the "

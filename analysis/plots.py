@@ -17,9 +17,9 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from analysis.trials import Trial# noqa: E402
 from analysis.paired_table import PairedEvidence  # noqa: E402
 from analysis.tradeoff import Tradeoff  # noqa: E402
+from analysis.trials import Trial  # noqa: E402
 
 LEVEL_COLORS = {1: "#4c72b0", 2: "#55a868", 3: "#c44e52", 4: "#8172b2", 5: "#dd8452"}
 OTHER_COLOR = "#7f7f7f"      # a level outside 1-5

@@ -20,7 +20,7 @@ from PIL import Image
 
 from analysis.html_report import PARETO_DIV
 from analysis.plots import LEVEL_COLORS
-from training.errors import CotParetoError
+from training.common.errors import CotParetoError
 
 # Without the networking switches Chromium tries to reach Google at start and stalls on a closed network.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

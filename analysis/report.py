@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.trials import Collection, Trial
 from analysis.html_report import write_report
 from analysis.paired_table import DEFAULT_MARGIN, METHODS, PairedEvidence, evidence_rows, paired_evidence
 from analysis.plots import plot_pareto
 from analysis.tradeoff import FrontPoint, Tradeoff, tradeoff
-from sweep.sweep_summary import write_summary
-from training.jsonl import write_json
+from analysis.trials import Collection, Trial
+from sweep.search.summary_csv import write_summary
+from training.common.jsonl import write_json
 
 FILES = ("pareto.csv", "trials.csv", "pareto.png", "report.html", "report.json")
 

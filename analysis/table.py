@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.run_record import METRICS_FILE, read_metrics
-from training.errors import CotParetoError
+from training.common.errors import CotParetoError
 
 
 def table_rows(root: Path) -> list[dict[str, Any]]:

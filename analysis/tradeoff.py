@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from analysis.trials import Trial
 from analysis.pareto import hypervolume, pareto_front
+from analysis.trials import Trial
 
 
 @dataclass(frozen=True)

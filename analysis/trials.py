@@ -16,8 +16,8 @@ import yaml
 
 from sweep.cli import override_key
 from sweep.run_record import METRICS_FILE, UNREADABLE, read_metrics
-from sweep.storage import redact
-from training.errors import CotParetoError
+from sweep.search.storage import redact
+from training.common.errors import CotParetoError
 
 # Overrides that say how a trial ran, not what it tried: not shown as its parameters.
 _NOT_PARAMS = ("search", "hardware.num_threads", "hydra.", "wandb.")
@@ -158,7 +158,7 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
     import optuna
     from optuna.trial import TrialState
 
-    from sweep.study import REPEAT_OF, open_storage
+    from sweep.search.study import REPEAT_OF, open_storage
 
     backend = open_storage(storage, Path("."))
     names = [summary.study_name for summary in optuna.get_all_study_summaries(backend)]

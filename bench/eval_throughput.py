@@ -22,14 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweep.cli import compose_config  # noqa: E402
-from training.data import load_problems  # noqa: E402
-from training.eval_model import inference_model  # noqa: E402
-from training.evaluate import evaluate  # noqa: E402
-from training.hardware import apply_threads, resolve_hardware  # noqa: E402
-from training.levels import build_prompt, level_from_config, template_keeps_earlier_think  # noqa: E402
-from training.student import load_student  # noqa: E402
-from training.models import stop_token_id  # noqa: E402
-from training.tokens import TokenCounter  # noqa: E402
+from training.data.levels import build_prompt, level_from_config, template_keeps_earlier_think  # noqa: E402
+from training.data.problems import load_problems  # noqa: E402
+from training.evaluation.evaluate import evaluate  # noqa: E402
+from training.evaluation.inference import inference_model  # noqa: E402
+from training.models.hardware import apply_threads, resolve_hardware  # noqa: E402
+from training.models.loading import stop_token_id  # noqa: E402
+from training.models.student import load_student  # noqa: E402
+from training.models.tokens import TokenCounter  # noqa: E402
 
 
 def sequential(student, prompts, max_new_tokens: int, stop: int) -> tuple[int, float, list[str]]:

@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from omegaconf import OmegaConf  # noqa: E402
 
 from sweep.cli import compose_config  # noqa: E402
-from training.completions import format_completion  # noqa: E402
-from training.errors import CotParetoError  # noqa: E402
-from training.generation import generate  # noqa: E402
-from training.hardware import Hardware, apply_threads, resolve_hardware, usable_cores  # noqa: E402
-from training.levels import Level, build_prompt, level_from_config  # noqa: E402
-from training.student import load_student  # noqa: E402
-from training.models import model_path, stop_token_id  # noqa: E402
-from training.sft import train_adapter  # noqa: E402
 from sweep.stages.filter import sft_row  # noqa: E402
+from training.common.errors import CotParetoError  # noqa: E402
+from training.data.levels import Level, build_prompt, level_from_config  # noqa: E402
+from training.evaluation.generation import generate  # noqa: E402
+from training.grading.completions import format_completion  # noqa: E402
+from training.models.hardware import Hardware, apply_threads, resolve_hardware, usable_cores  # noqa: E402
+from training.models.loading import model_path, stop_token_id  # noqa: E402
+from training.models.student import load_student  # noqa: E402
+from training.sft.trainer import train_adapter  # noqa: E402
 
 # Qwen3-0.6B's config.json; _build_tiny adds the rest: vocab from the tokenizer, tie_word_embeddings=True.
 QWEN3_06B = {"hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16,

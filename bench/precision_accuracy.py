@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.trials import load_trials# noqa: E402
 from analysis.eval_sets import read_results  # noqa: E402
 from analysis.paired import compare  # noqa: E402
 from analysis.paired_table import p_text  # noqa: E402
+from analysis.trials import load_trials  # noqa: E402
 
 
 def precision_of(run_dir: Path | None) -> str:

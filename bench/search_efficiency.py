@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.pareto import hypervolume, pareto_front  # noqa: E402
 from hydra_plugins.cot_pareto_sweeper.pareto_sweeper import ask_seed, build_sampler  # noqa: E402
-from sweep.sweep_summary import read_summary  # noqa: E402
+from sweep.search.summary_csv import read_summary  # noqa: E402
 
 DEFAULT_GRID = Path(__file__).parent / "data" / "grid_smollm2-135m.csv"
 OBJECTIVES = ("accuracy", "mean_think_tokens")

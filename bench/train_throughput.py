@@ -6,12 +6,12 @@ default, SmolLM2-135M-Instruct, NF4 weights, LoRA r16 on every linear layer, the
 ``train`` defaults) and the same rows (the reference teacher's level-4 SVAMP rows, as
 in the demo):
 
-1. the train stage's training step (``training.lora_adapter.train_and_save``) in the auto precision;
+1. the train stage's training step (``training.sft.lora_adapter.train_and_save``) in the auto precision;
 2. a plain fwd+bwd+AdamW loop on exactly the batches step 1 trained on (recorded by a
    forward pre-hook), in the same precision, with the LoRA set-up the trainer uses;
 3. the train stage in fp32 (same batching), for the fp32 -> auto speed-up;
 4. unless ``--no-baseline``: the train stage with the previous defaults, fp32 and uniformly
-   shuffled batches (the CPU LM head of ``training.lm_head`` is on in every run).
+   shuffled batches (the CPU LM head of ``training.models.lm_head`` is on in every run).
 
 Tokens are the rows' real tokens (padding excluded); seconds are the whole training call,
 first-step set-up included, as in a trial. MFU is model FLOPs per second over this
@@ -35,14 +35,14 @@ from sweep.cli import compose_config  # noqa: E402
 from sweep.stages import filter as filter_stage  # noqa: E402
 from sweep.stages import traces as traces_stage  # noqa: E402
 from sweep.stages.base import TrialContext  # noqa: E402
-from training.cpu_precision import _cpu_model, matmul_gflops, native_bf16_flags  # noqa: E402
-from training.data import load_problems  # noqa: E402
-from training.hardware import apply_threads, resolve_hardware  # noqa: E402
-from training.jsonl import read_jsonl  # noqa: E402
-from training.levels import level_from_config  # noqa: E402
-from training.lora_adapter import train_and_save  # noqa: E402
-from training.sft import build_peft_config  # noqa: E402
-from training.student import load_student  # noqa: E402
+from training.common.jsonl import read_jsonl  # noqa: E402
+from training.data.levels import level_from_config  # noqa: E402
+from training.data.problems import load_problems  # noqa: E402
+from training.models.cpu_precision import _cpu_model, matmul_gflops, native_bf16_flags  # noqa: E402
+from training.models.hardware import apply_threads, resolve_hardware  # noqa: E402
+from training.models.student import load_student  # noqa: E402
+from training.sft.lora_adapter import train_and_save  # noqa: E402
+from training.sft.trainer import build_peft_config  # noqa: E402
 
 
 def sft_rows(cfg, work: Path) -> list[dict]:

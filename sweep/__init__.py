@@ -1,1 +1,1 @@
-"""Entry points and trial orchestration: ``python -m sweep +level=4``."""
+"""One trial (``python -m sweep +level=4``): entry point, config check, stages, trial record. ``search/``: a search."""

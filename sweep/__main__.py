@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from sweep.cli import prepare_overrides
 from sweep.pipeline import run_pipeline
-from training.errors import CotParetoError
+from training.common.errors import CotParetoError
 
 log = logging.getLogger("sweep")
 

@@ -2,7 +2,7 @@
 
 A bad value used to surface where it was first read: ``train.lora_r=0`` after the student had loaded,
 ``eval.extractor=bogus`` after the whole evaluation had run. :func:`check_config` reads each config group a
-stage will use through its schema (:mod:`training.config_schema`, the one place each rule is written; the
+stage will use through its schema (:mod:`training.config.schema`, the one place each rule is written; the
 stages read their settings through the same schemas), all at once, in well under a second: no model is
 loaded and no file written. Two checks span more than one group and stay here: ``eval.n_shots`` against the
 level's exemplars, and the adapter folder an eval-only run loads.
@@ -17,11 +17,20 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sweep.stages import resolve_stages
-from training.config_schema import (DataSettings, EvalSettings, FilterSettings, HardwareSettings, ModelSettings,
-                                    QuantSettings, SamplingSettings, TrainSettings, teacher_schema)
-from training.levels import build_prompt, level_from_config
-from training.settings import as_int, read_settings
-from training.student import read_adapter_config
+from training.config.schema import (
+    DataSettings,
+    EvalSettings,
+    FilterSettings,
+    HardwareSettings,
+    ModelSettings,
+    QuantSettings,
+    SamplingSettings,
+    TrainSettings,
+    teacher_schema,
+)
+from training.config.settings import as_int, read_settings
+from training.data.levels import build_prompt, level_from_config
+from training.models.student import read_adapter_config
 
 # Which stages read each group: a group is checked when one of them runs (None: the teacher's kind decides).
 # The teacher comes last: its settings interpolate others (think tags, the self teacher's model and sampling),

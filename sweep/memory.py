@@ -27,7 +27,7 @@ def release_process_memory() -> None:
     loads its model while the previous one is still in memory. glibc then keeps the freed pages in its heap;
     ``malloc_trim`` hands them back, so RSS follows what the process holds.
     """
-    from training.models import release_memory
+    from training.models.loading import release_memory
 
     release_memory()
     trim = _malloc_trim()

@@ -24,10 +24,10 @@ from sweep.stages import MODEL_STAGES, PLAN, STAGES, resolve_stages
 from sweep.stages.base import Stage, TrialContext, run_stage
 from sweep.tracking import wandb_run
 from sweep.trial_record import COMPLETED, TrialRecord
-from training.data import load_problems
-from training.errors import storage_error
-from training.hardware import apply_threads, resolve_hardware
-from training.levels import level_from_config
+from training.common.errors import storage_error
+from training.data.levels import level_from_config
+from training.data.problems import load_problems
+from training.models.hardware import apply_threads, resolve_hardware
 
 __all__ = ["METRICS_FILE", "STAGES", "resolve_stages", "run_pipeline"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.trial_record import RUNNING as TRIAL_RUNNING
-from training.jsonl import write_json
+from training.common.jsonl import write_json
 
 METRICS_FILE = "metrics.json"
 RUNNING = TRIAL_RUNNING  # no metrics.json yet, or the record reserved at the start

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from training.errors import ConfigError
+from training.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sweep.cli import compose_config
-from training.data import _package_file
-from training.stage_cache import STAGE_CACHE_ENV
+from training.caching.stage_cache import STAGE_CACHE_ENV
+from training.data.problems import _package_file
 
 __all__ = ["compose_config"]
 

@@ -3,12 +3,12 @@
 import pytest
 
 from analysis.choose import Constraints, choose, format_choice
-from analysis.trials import load_trials, params_from_overrides
-from analysis.tradeoff import pick_baseline, reference_point, tradeoff
 from analysis.eval_sets import eval_sets
 from analysis.paired_table import format_paired_table, paired_evidence
+from analysis.tradeoff import pick_baseline, reference_point, tradeoff
+from analysis.trials import load_trials, params_from_overrides
 from tests.run_dirs import demo_like_sweep, graded, nested, paired_sweep, sample, write_run_dir
-from training.errors import CotParetoError
+from training.common.errors import CotParetoError
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import optuna
 import pytest
 
 from analysis.__main__ import main
-from analysis.trials import load_trials
 from analysis.eval_sets import eval_sets
 from analysis.render_check import check_render, drawn_markers
-from sweep.study import open_storage
+from analysis.trials import load_trials
+from sweep.search.study import open_storage
 from tests.run_dirs import demo_like_sweep, write_run_dir
-from training.errors import CotParetoError
+from training.common.errors import CotParetoError
 
 
 @pytest.fixture(scope="module")

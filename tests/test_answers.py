@@ -1,4 +1,4 @@
-"""Literal-string tests for training.answers and training.numbers: one row per extraction or scoring rule."""
+"""Literal-string tests for training.grading.answers and training.grading.numbers: one row per extraction or scoring rule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from training.answers import (
+from training.grading.answers import (
     EXTRACTORS,
     extract_answer,
     extract_flexible,

@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from training.arithmetic import ExpressionError, agrees, decompose, evaluate, format_number
+from training.data.arithmetic import ExpressionError, agrees, decompose, evaluate, format_number
 
 
 @pytest.mark.parametrize(
@@ -43,8 +43,8 @@ def test_decompose_innermost_first():
 
 
 def test_an_expression_too_deep_for_the_recursion_limit_is_refused_with_one_line():
-    from training.arithmetic import MAX_OPERATORS
-    from training.solutions import UnrenderableError, parse_reference
+    from training.data.arithmetic import MAX_OPERATORS
+    from training.data.solutions import UnrenderableError, parse_reference
 
     assert evaluate("+".join(["1"] * (MAX_OPERATORS + 1))) == MAX_OPERATORS + 1  # the longest accepted
     for expr, message in [("+".join(["1"] * 3000), "too long: 2999 operators (at most 200)"),

@@ -84,7 +84,7 @@ def test_model_stages_through_the_entry_point(tmp_path):
 )
 def test_a_sweeper_setting_of_the_wrong_type_is_one_line_before_hydra_merges_it(arg, message):
     from sweep.cli import prepare_overrides
-    from training.errors import ConfigError
+    from training.common.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         prepare_overrides(["+search=smoke", arg])

@@ -5,8 +5,8 @@ import pytest
 from sweep.cli import available_levels, prepare_overrides
 from sweep.stages import resolve_stages
 from tests.conftest import compose_config
-from training.errors import ConfigError
-from training.levels import RENDERERS, build_prompt, level_from_config, template_keeps_earlier_think
+from training.common.errors import ConfigError
+from training.data.levels import RENDERERS, build_prompt, level_from_config, template_keeps_earlier_think
 
 
 def test_five_levels_exist():
@@ -30,7 +30,7 @@ def test_every_level_composes(level_id):
 def test_exemplars_go_in_the_system_message_where_the_template_would_hide_their_reasoning():
     from transformers import AutoTokenizer
 
-    from training.models import model_path
+    from training.models.loading import model_path
 
     level = level_from_config(compose_config("+level=4").level)
     qwen3 = AutoTokenizer.from_pretrained(model_path(compose_config("+level=4", "model=tiny-qwen3").model))
@@ -156,7 +156,7 @@ def test_check_config_passes_the_shipped_configs_and_skips_unread_groups(choices
 def test_the_scheduler_list_is_transformers_own():
     from transformers.trainer_utils import SchedulerType
 
-    from training.sft import LR_SCHEDULERS
+    from training.sft.trainer import LR_SCHEDULERS
 
     assert set(LR_SCHEDULERS) == {kind.value for kind in SchedulerType}
 
@@ -173,7 +173,7 @@ def test_the_scheduler_list_is_transformers_own():
 )
 def test_an_adapter_config_is_checked_before_any_model_loads(tmp_path, content, message):
     from sweep.config_check import check_config
-    from training.errors import DataError
+    from training.common.errors import DataError
 
     (tmp_path / "adapter_config.json").write_bytes(content)
     with pytest.raises(DataError) as caught:
@@ -185,7 +185,7 @@ def test_an_adapter_config_is_checked_before_any_model_loads(tmp_path, content, 
 
 def test_an_adapter_folder_without_weights_is_named_before_any_model_loads(tmp_path):
     from sweep.config_check import check_config
-    from training.errors import DataError
+    from training.common.errors import DataError
 
     (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"]}')
     with pytest.raises(DataError) as caught:

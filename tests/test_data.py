@@ -6,8 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
-from training.data import canonical_number, load_problems
-from training.errors import ConfigError, DataError
+from training.common.errors import ConfigError, DataError
+from training.data.problems import canonical_number, load_problems
 
 
 def data_cfg(*overrides: str):
@@ -104,7 +104,7 @@ def test_repeated_ids_keep_the_first_row_and_are_counted_and_named(tmp_path, cap
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = _files_cfg(path, n_train=None, n_eval=0)
     cfg["fields"] = {**cfg["fields"], "id": "id"}
-    with caplog.at_level("WARNING", logger="training.data"):
+    with caplog.at_level("WARNING", logger="training.data.problems"):
         splits = load_problems(cfg)
     assert splits.stats["duplicate_ids"] == 2
     assert splits.stats["duplicate_id_examples"] == ["p0 (mine.jsonl:5)", "p1 (mine.jsonl:6)"]
@@ -136,7 +136,7 @@ def test_unreadable_files_name_the_file_and_line(tmp_path):
      ("data.n_train=2.5", "data.n_train must be null or an integer >= 0, got 2.5")],
 )
 def test_data_settings_are_checked_before_any_file_is_read(override, message):
-    from training.config_schema import read_group
+    from training.config.schema import read_group
 
     cfg = data_cfg(override, "data.source=files", "data.train_path=/nonexistent.jsonl")
     with pytest.raises(ConfigError) as caught:

@@ -8,13 +8,13 @@ from safetensors.torch import load_file
 
 from sweep.pipeline import run_pipeline
 from tests.conftest import compose_config
-from training import distributed
-from training.distributed import JOB_DIR, LAUNCH_LOG, launch_command, train_distributed, worker_env
-from training.errors import ConfigError, DataError, TrainingError
-from training.hardware import Hardware, resolve_hardware
-from training.jsonl import read_jsonl
-from training.sft import ddp_options
-from training.train_worker import rank_hardware
+from training.common.errors import ConfigError, DataError, TrainingError
+from training.common.jsonl import read_jsonl
+from training.models.hardware import Hardware, resolve_hardware
+from training.sft import distributed
+from training.sft.distributed import JOB_DIR, LAUNCH_LOG, launch_command, train_distributed, worker_env
+from training.sft.train_worker import rank_hardware
+from training.sft.trainer import ddp_options
 
 # 4 rows at 1 per device: one process would take 4 optimizer steps, two take 2 (global batch 2).
 TWO_PROCESSES = ("+level=4", "model=tiny-qwen3", "hardware=cpu", "hardware.num_processes=2", "hardware.num_threads=2",
@@ -100,7 +100,7 @@ def test_each_worker_gets_its_gpu_and_its_share_of_the_threads():
     assert rank_hardware(CPU_X2, 1).num_threads == 1 and worker_env(CPU_X2, {})["OMP_NUM_THREADS"] == "1"
     assert rank_hardware(Hardware("cpu", "cpu", "fp32", None, 1, 2), 0).num_threads == 1  # never 0
     assert launch_command(Path("job.json"), 4) == [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                   "--nproc-per-node=4", "-m", "training.train_worker", "job.json"]
+                                                   "--nproc-per-node=4", "-m", "training.sft.train_worker", "job.json"]
     assert ddp_options(CPU_X2) == {"ddp_find_unused_parameters": False, "ddp_backend": "gloo"}
     assert ddp_options(gpus) == {"ddp_find_unused_parameters": False, "ddp_backend": None}  # accelerate picks NCCL
     assert ddp_options(Hardware("cpu", "cpu", "fp32", None, 2)) == {}  # single process: SFTConfig as before

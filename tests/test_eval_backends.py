@@ -3,8 +3,8 @@
 import pytest
 
 from tests.conftest import compose_config
-from training.eval_backends import choose_backend, vllm_installed, vllm_sampling_kwargs
-from training.errors import ConfigError
+from training.common.errors import ConfigError
+from training.evaluation.backends import choose_backend, vllm_installed, vllm_sampling_kwargs
 
 
 def test_auto_names_the_backend_and_why():

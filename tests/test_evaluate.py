@@ -2,12 +2,12 @@
 
 import pytest
 
-from training.completions import think_text
-from training.data import Problem
-from training.errors import ConfigError
-from training.evaluate import format_ok, grade_sample, summarize, wilson_interval
-from training.generation import Generated
-from training.tokens import TokenCounter
+from training.common.errors import ConfigError
+from training.data.problems import Problem
+from training.evaluation.evaluate import format_ok, grade_sample, summarize, wilson_interval
+from training.evaluation.generation import Generated
+from training.grading.completions import think_text
+from training.models.tokens import TokenCounter
 
 
 def test_wilson_interval_known_values():

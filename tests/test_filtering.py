@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from training.answers import is_correct
-from training.filtering import REASONS, filter_traces, judge
-from training.tokens import TokenCounter
+from training.grading.answers import is_correct
+from training.grading.filtering import REASONS, filter_traces, judge
+from training.models.tokens import TokenCounter
 
 COUNTER = TokenCounter()
 
@@ -86,7 +86,7 @@ def test_kept_completion_is_canonical():
 
 
 def test_unknown_selection_is_a_config_error():
-    from training.errors import ConfigError
+    from training.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="filter.select"):
         filter_traces([], COUNTER, select="longest")
@@ -101,8 +101,8 @@ def test_unknown_selection_is_a_config_error():
      ({"select": "longest"}, "filter.select='longest' is not one of all, shortest")],
 )
 def test_filter_settings_name_the_key_the_value_and_what_is_allowed(settings, message):
-    from training.config_schema import read_group
-    from training.errors import ConfigError
+    from training.common.errors import ConfigError
+    from training.config.schema import read_group
 
     with pytest.raises(ConfigError) as caught:
         read_group("filter", settings)
@@ -119,8 +119,8 @@ def test_filter_settings_name_the_key_the_value_and_what_is_allowed(settings, me
      ({"sample": "0"}, "'sample' must be an integer, got str")],
 )
 def test_a_malformed_traces_row_names_its_file_and_line(tmp_path, change, message):
-    from training.errors import DataError
-    from training.jsonl import read_jsonl
+    from training.common.errors import DataError
+    from training.common.jsonl import read_jsonl
 
     good = _row("a", 0, "<think>\n48+24=72\n</think>\n#### 72")
     bad = {key: value for key, value in {**good, **change}.items() if value is not None}

@@ -4,11 +4,16 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from training.errors import ConfigError
-from training.generation import (generation_kwargs, presence_penalty_processor, regroup_limits, shared_prefix,
-                                 timing_summary)
-from training.hardware import resolve_hardware
-from training.sft import _warmup, build_peft_config, build_quant_config, build_sft_config
+from training.common.errors import ConfigError
+from training.evaluation.generation import (
+    generation_kwargs,
+    presence_penalty_processor,
+    regroup_limits,
+    shared_prefix,
+    timing_summary,
+)
+from training.models.hardware import resolve_hardware
+from training.sft.trainer import _warmup, build_peft_config, build_quant_config, build_sft_config
 
 
 def test_greedy_pins_sampling_knobs_off():

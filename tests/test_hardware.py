@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from sweep.cli import compose_config
-from training import cpu_precision
-from training.cpu_precision import choose_cpu_precision
-from training.hardware import resolve_hardware
-from training.sft import build_sft_config
+from training.models import cpu_precision
+from training.models.cpu_precision import choose_cpu_precision
+from training.models.hardware import resolve_hardware
+from training.sft.trainer import build_sft_config
 
 
 def test_cpu_precision_needs_native_bf16_and_a_measured_gain():
@@ -70,7 +70,7 @@ def test_masked_lm_head_gives_the_models_own_loss():
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from training.lm_head import supports_masked_head, use_masked_lm_head
+    from training.models.lm_head import supports_masked_head, use_masked_lm_head
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

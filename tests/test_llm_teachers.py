@@ -16,11 +16,11 @@ import pytest
 from sweep.pipeline import run_pipeline
 from sweep.stages.traces import build_teacher
 from tests.conftest import compose_config
-from training.data import Problem
-from training.errors import ConfigError
-from training.jsonl import read_jsonl
-from training.levels import level_from_config
-from training.models import model_path
+from training.common.errors import ConfigError
+from training.common.jsonl import read_jsonl
+from training.data.levels import level_from_config
+from training.data.problems import Problem
+from training.models.loading import model_path
 from training.teachers.hf import HFTeacher
 from training.teachers.prompts import teacher_prompts
 
@@ -113,7 +113,7 @@ def test_self_teacher_keeps_the_shortest_correct_trace_per_problem(bigram_studen
 def test_generation_drops_finished_rows_and_continues_the_others(bigram_student):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.generation import generate
+    from training.evaluation.generation import generate
 
     tokenizer = AutoTokenizer.from_pretrained(bigram_student)
     tokenizer.padding_side = "left"

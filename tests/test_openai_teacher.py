@@ -21,12 +21,12 @@ import pytest
 from sweep.pipeline import run_pipeline
 from sweep.stages.traces import build_teacher
 from tests.conftest import compose_config
-from training.data import Problem
-from training.errors import ConfigError, TeacherError
-from training.jsonl import read_jsonl
-from training.levels import level_from_config
-from training.models import model_path
-from training.response_cache import ResponseCache
+from training.caching.response_cache import ResponseCache
+from training.common.errors import ConfigError, TeacherError
+from training.common.jsonl import read_jsonl
+from training.data.levels import level_from_config
+from training.data.problems import Problem
+from training.models.loading import model_path
 from training.teachers.openai_api import OpenAITeacher
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from analysis.paired import (PairedCounts, compare, difference_ci, mcnemar_exact_p, paired_counts,
-                             problems_to_decide)
+from analysis.paired import PairedCounts, compare, difference_ci, mcnemar_exact_p, paired_counts, problems_to_decide
 
 
 def results(right: set[int], n: int) -> dict[str, bool]:

@@ -6,9 +6,9 @@ import pytest
 
 from sweep.pipeline import run_pipeline
 from tests.conftest import compose_config
-from training.answers import is_correct
-from training.errors import ConfigError
-from training.jsonl import read_jsonl
+from training.common.errors import ConfigError
+from training.common.jsonl import read_jsonl
+from training.grading.answers import is_correct
 
 # The data stages alone, counting tokens with the tiny Qwen3's tokenizer (Qwen3's own).
 DATA = ("stages=[traces,filter]", "data=gsm8k", "model=tiny-qwen3")

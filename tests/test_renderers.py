@@ -5,11 +5,11 @@ import re
 import pytest
 
 from tests.conftest import compose_config
-from training.arithmetic import evaluate, parse_number
-from training.data import Problem
-from training.levels import level_from_config
-from training.renderers import RENDER, asked_quantity
-from training.solutions import UnrenderableError, parse_reference
+from training.data.arithmetic import evaluate, parse_number
+from training.data.levels import level_from_config
+from training.data.problems import Problem
+from training.data.renderers import RENDER, asked_quantity
+from training.data.solutions import UnrenderableError, parse_reference
 from training.teachers.reference import ReferenceTeacher
 
 LEVELS = {i: level_from_config(compose_config(f"+level={i}").level) for i in range(1, 6)}

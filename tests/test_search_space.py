@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweep.search_space import build_space, format_value, grid_points, parse_overrides
-from training.errors import ConfigError
+from sweep.search.space import build_space, format_value, grid_points, parse_overrides
+from training.common.errors import ConfigError
 
 
 def test_each_notation_maps_to_its_distribution():

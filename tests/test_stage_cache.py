@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from training.stage_cache import run_cached, stage_key
+from training.caching.stage_cache import run_cached, stage_key
 
 
 def _stage(run_dir, calls, text="rows\n", errors=0):
@@ -71,7 +71,7 @@ def test_folders_are_stored_and_restored_whole(tmp_path):
 
 
 def test_a_second_worker_on_the_same_key_waits_and_restores(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="training.stage_cache")
+    caplog.set_level(logging.INFO, logger="training.caching.stage_cache")
     started, release, results = threading.Event(), threading.Event(), {}
 
     def slow_training():

@@ -12,10 +12,22 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.study import (HEARTBEAT, HOST_ENV, INTERRUPTED, RETRY_OF, WORKER, counted, is_stale, load_study,
-                         open_storage, recover_stale, running_elsewhere, worker_id)
-from sweep.sweep_summary import read_summary, row_from_trial, write_summary
-from training.errors import ConfigError
+from sweep.search.study import (
+    HEARTBEAT,
+    HOST_ENV,
+    INTERRUPTED,
+    RETRY_OF,
+    WORKER,
+    counted,
+    is_stale,
+    load_study,
+    open_storage,
+    recover_stale,
+    running_elsewhere,
+    worker_id,
+)
+from sweep.search.summary_csv import read_summary, row_from_trial, write_summary
+from training.common.errors import ConfigError
 
 HOST = socket.gethostname()
 

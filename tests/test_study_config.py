@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from sweep.cli import CONF_DIR
 from tests.conftest import compose_config
-from training.hardware import resolve_hardware
+from training.models.hardware import resolve_hardware
 
 
 def assert_published_setup(cfg: dict) -> None:

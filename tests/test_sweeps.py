@@ -20,9 +20,9 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from analysis.trials import load_trials
-from sweep.study import INTERRUPTED, REPEAT_OF, RETRY_OF
-from sweep.sweep_summary import read_summary
-from training.hardware import usable_cores
+from sweep.search.study import INTERRUPTED, REPEAT_OF, RETRY_OF
+from sweep.search.summary_csv import read_summary
+from training.models.hardware import usable_cores
 
 REPO = Path(__file__).resolve().parent.parent
 STUDY = "smoke-tiny-qwen3-svamp"

@@ -6,7 +6,7 @@ import pytest
 
 from analysis.__main__ import main
 from analysis.table import format_table, table_rows
-from training.errors import CotParetoError
+from training.common.errors import CotParetoError
 
 
 def write(path, **metrics):
@@ -39,7 +39,7 @@ def test_empty_or_missing_dir_is_a_clear_error(tmp_path, capsys):
 def test_every_reader_takes_a_corrupt_or_missing_metrics_file_in_its_stride(tmp_path):
     from analysis.trials import collect_dir
     from sweep.run_record import read_metrics
-    from sweep.sweep_summary import row_from_run_dir
+    from sweep.search.summary_csv import row_from_run_dir
 
     write(tmp_path / "0_L4", status="completed", level=4, adapter="auto", accuracy=0.5, accuracy_ci=[0.2, 0.8],
           mean_think_tokens=9.0, n_eval=4)

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from sweep.pipeline import run_pipeline
 from sweep.stages import eval as eval_stage
 from sweep.stages import train as train_stage
-from training import lora_adapter
 from tests.conftest import compose_config
-from training.errors import ConfigError, TrainingError
-from training.jsonl import read_jsonl
-from training.models import model_path
+from training.common.errors import ConfigError, TrainingError
+from training.common.jsonl import read_jsonl
+from training.models.loading import model_path
+from training.sft import lora_adapter
 
 TINY = ("model=tiny-qwen3", "data.n_train=16", "train.batch_size=4", "data.n_eval=16", "hardware=cpu",
         "sampling.max_new_tokens=32", "wandb.mode=offline")
@@ -91,9 +91,9 @@ def test_no_model_outlives_its_trial(trial):
 
 
 def test_bf16_evaluation_folds_the_adapter_into_a_dense_copy(trial, tmp_path):
-    from training.eval_model import dense_copy
-    from training.student import attach_adapter, load_student
-    from training.hardware import resolve_hardware
+    from training.evaluation.inference import dense_copy
+    from training.models.hardware import resolve_hardware
+    from training.models.student import attach_adapter, load_student
 
     run, *_ = trial
     cfg = compose_config("+level=4", *TINY)
@@ -157,7 +157,7 @@ def test_regrouping_unfinished_rows_continues_them_exactly(trial, tmp_path):
 
 def test_trial_with_the_same_training_settings_restores_the_adapter(trial, tmp_path, caplog):
     run, first, *_ = trial
-    caplog.set_level(logging.INFO, logger="training.stage_cache")
+    caplog.set_level(logging.INFO, logger="training.caching.stage_cache")
     # Only the eval batch differs, which is not in the train key: no stage does work again.
     again = run_trial(tmp_path, f"cache.dir={run.parent / 'trial-cache'}", "eval.batch_size=4")
     assert first["train"]["cache"] == "miss" and again["train"]["cache"] == "hit"

@@ -1,4 +1,4 @@
-"""Data, compression levels, teachers, filtering, SFT and evaluation for cot-pareto."""
+"""The work of a trial, below its stages: data and levels, teachers, grading, models, SFT, evaluation, caches."""
 
 import logging as _logging
 

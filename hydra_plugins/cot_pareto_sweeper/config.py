@@ -3,7 +3,7 @@
 Selected by ``conf/search/pareto.yaml`` (``python -m sweep -m +search=pareto``). Every
 field can be overridden as ``hydra.sweeper.<field>=...``. This dataclass is the sweeper's schema:
 Hydra checks each field's type as the config is composed, and the fields with a range carry it as
-their rule (:func:`training.settings.setting`), which ``settings.check_settings`` reads before any
+their rule (:func:`training.config.settings.setting`), which ``settings.check_settings`` reads before any
 trial, with the rules that span fields; a bad value is ``hydra.sweeper.<field>=<value> ...``, one line.
 """
 
@@ -13,9 +13,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from sweep.study import DIRECTIONS
-from training.errors import ConfigError
-from training.settings import as_choice, choice, setting
+from sweep.search.study import DIRECTIONS
+from training.common.errors import ConfigError
+from training.config.settings import as_choice, choice, setting
 
 SAMPLERS = ("tpe", "nsgaii", "random", "grid")
 

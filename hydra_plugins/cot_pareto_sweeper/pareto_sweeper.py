@@ -26,21 +26,32 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial
 
-from hydra_plugins.cot_pareto_sweeper.settings import (SAMPLERS, ask_seed, build_sampler,  # noqa: F401 - re-exported
-                                                       check_settings, redact_config)
-from hydra_plugins.cot_pareto_sweeper.trials import (BASELINE_DIR, claim, enqueue_grid, fail,  # noqa: F401
-                                                     log_report, read_outcome, reuse)
 from sweep.cli import override_key, prepare_overrides
 from sweep.run_record import completed
-from sweep.search_space import SearchSpace, build_space
-from sweep.storage import describe, first_line, storage_errors, storage_setting
-from sweep.study import (HEARTBEAT, INTERRUPTED, RETRY_OF, WORKER, Heartbeat, completed_twin, counted,
-                         finished, load_study, open_storage, recover_stale, running_elsewhere, worker_id)
-from sweep.sweep_summary import SUMMARY_CSV, row_from_trial, write_summary
+from sweep.search.space import SearchSpace, build_space
+from sweep.search.storage import describe, first_line, storage_errors, storage_setting
+from sweep.search.study import (
+    HEARTBEAT,
+    INTERRUPTED,
+    RETRY_OF,
+    WORKER,
+    Heartbeat,
+    completed_twin,
+    counted,
+    finished,
+    load_study,
+    open_storage,
+    recover_stale,
+    running_elsewhere,
+    worker_id,
+)
+from sweep.search.summary_csv import SUMMARY_CSV, row_from_trial, write_summary
+from sweep.search.sweeper_settings import SAMPLERS, ask_seed, build_sampler, check_settings, redact_config  # noqa: F401 - re-exported
+from sweep.search.sweeper_trials import BASELINE_DIR, claim, enqueue_grid, fail, log_report, read_outcome, reuse  # noqa: F401
 from sweep.trial_record import HEADLINE_METRICS
-from training.atomic import file_lock
-from training.errors import ConfigError, CotParetoError
-from training.hardware import usable_cores
+from training.common.atomic import file_lock
+from training.common.errors import ConfigError, CotParetoError
+from training.models.hardware import usable_cores
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from sweep.stages import filter as filter_stage
 from sweep.stages import traces as traces_stage
 from sweep.stages import train as train_stage
 from sweep.stages.base import Stage
-from training.errors import ConfigError
+from training.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from training.data import Splits
-from training.errors import ConfigError, DataError
-from training.hardware import Hardware
-from training.levels import Level
-from training.models import plain_values
-from training.stage_cache import cache_dir, content_digest, run_cached
+from training.caching.stage_cache import cache_dir, content_digest, run_cached
+from training.common.errors import ConfigError, DataError
+from training.data.levels import Level
+from training.data.problems import Splits
+from training.models.hardware import Hardware
+from training.models.loading import plain_values
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrialContext:
     @functools.cached_property
     def quantization(self) -> str:
         """``nf4`` or ``none``: what the student's weights are during training (bitsandbytes may not run here)."""
-        from training.sft import resolve_quant_config
+        from training.sft.trainer import resolve_quant_config
 
         return "nf4" if resolve_quant_config(self.cfg.train, self.hardware) is not None else "none"
 

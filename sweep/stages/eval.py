@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from sweep.stages.base import Input, Stage, TrialContext
-from training.errors import ConfigError
-from training.eval_backends import choose_backend, vllm_generate
-from training.eval_model import InferenceModel, inference_model
-from training.evaluate import evaluate
-from training.jsonl import write_json, write_jsonl
-from training.lora_adapter import ADAPTER_DIR
-from training.models import release_memory, stop_token_id
-from training.student import Student, attach_adapter, load_student, read_adapter_config
-from training.tokens import TokenCounter
+from training.common.errors import ConfigError
+from training.common.jsonl import write_json, write_jsonl
+from training.evaluation.backends import choose_backend, vllm_generate
+from training.evaluation.evaluate import evaluate
+from training.evaluation.inference import InferenceModel, inference_model
+from training.models.loading import release_memory, stop_token_id
+from training.models.student import Student, attach_adapter, load_student, read_adapter_config
+from training.models.tokens import TokenCounter
+from training.sft.lora_adapter import ADAPTER_DIR
 
 log = logging.getLogger(__name__)
 

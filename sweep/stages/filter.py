@@ -13,11 +13,11 @@ from typing import Any
 
 from sweep.stages.base import Stage, TrialContext, file_input
 from sweep.stages.traces import TRACES_FILE
-from training.filtering import filter_traces
-from training.jsonl import read_jsonl, write_json, write_jsonl
-from training.levels import Level, build_prompt
-from training.models import model_path
-from training.tokens import TokenCounter
+from training.common.jsonl import read_jsonl, write_json, write_jsonl
+from training.data.levels import Level, build_prompt
+from training.grading.filtering import filter_traces
+from training.models.loading import model_path
+from training.models.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 

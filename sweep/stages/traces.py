@@ -17,9 +17,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.stages.base import Input, Stage, TrialContext
-from training.errors import CotParetoError
-from training.jsonl import write_jsonl
-from training.stage_cache import rows_digest
+from training.caching.stage_cache import rows_digest
+from training.common.errors import CotParetoError
+from training.common.jsonl import write_jsonl
 from training.teachers.base import run_teacher
 
 log = logging.getLogger(__name__)

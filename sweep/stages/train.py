@@ -16,13 +16,13 @@ from omegaconf import OmegaConf
 from sweep.stages.base import Stage, TrialContext, file_input
 from sweep.stages.filter import FILTERED_FILE
 from sweep.trial_record import SCORES, TrialRecord
-from training.distributed import train_distributed
-from training.errors import TrainingError
-from training.jsonl import read_jsonl
-from training.lora_adapter import ADAPTER_DIR, train_and_save
-from training.model_card import write_model_card
-from training.models import model_path, plain_values, release_memory
-from training.student import load_student
+from training.common.errors import TrainingError
+from training.common.jsonl import read_jsonl
+from training.models.loading import model_path, plain_values, release_memory
+from training.models.student import load_student
+from training.sft.distributed import train_distributed
+from training.sft.lora_adapter import ADAPTER_DIR, train_and_save
+from training.sft.model_card import write_model_card
 
 log = logging.getLogger(__name__)
 

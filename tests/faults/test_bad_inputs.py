@@ -87,9 +87,9 @@ def test_a_calculator_mark_of_thousands_of_terms_is_one_line_naming_file_and_lin
 def test_adapter_weights_peft_cannot_read_are_one_line(tmp_path):
     """In-process (the student has to be loaded, once is enough): corrupt weights name the folder and the reason."""
     from tests.conftest import compose_config
-    from training.errors import DataError
-    from training.hardware import resolve_hardware
-    from training.student import attach_adapter, load_student
+    from training.common.errors import DataError
+    from training.models.hardware import resolve_hardware
+    from training.models.student import attach_adapter, load_student
 
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16,
                                                               "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))

@@ -65,7 +65,7 @@ def fill(disk: Path) -> None:
 
 def test_a_full_stage_cache_warns_and_the_trial_completes(small_disk, tmp_path, caplog):
     # The same store path serves every stage (traces, filter, an adapter): the data stages show it without a model.
-    caplog.set_level(logging.WARNING, logger="training.stage_cache")
+    caplog.set_level(logging.WARNING, logger="training.caching.stage_cache")
     cache = small_disk / "cache"
     fill(small_disk)
     summary = run_pipeline(compose_config(*TRIAL, "stages=[traces,filter]", f"cache.dir={cache}"), tmp_path / "run")

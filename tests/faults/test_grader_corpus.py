@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from training.answers import extract_flexible, extract_strict, is_correct
-from training.data import Problem, _package_file, load_pool
-from training.evaluate import grade_sample, summarize
-from training.filtering import filter_traces
-from training.generation import Generated
-from training.jsonl import iter_jsonl
-from training.tokens import TokenCounter
+from training.common.jsonl import iter_jsonl
+from training.data.problems import Problem, _package_file, load_pool
+from training.evaluation.evaluate import grade_sample, summarize
+from training.evaluation.generation import Generated
+from training.grading.answers import extract_flexible, extract_strict, is_correct
+from training.grading.filtering import filter_traces
+from training.models.tokens import TokenCounter
 
 REPO = Path(__file__).resolve().parents[2]
 THINK = "<think>\nc=48/2=24\u2192a=48+c=72\n</think>\n"

@@ -18,12 +18,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.study import HEARTBEAT, HOST_ENV, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, host_name
-from sweep.sweep_summary import read_summary
+from sweep.search.study import HEARTBEAT, HOST_ENV, INTERRUPTED, REPEAT_OF, RETRY_OF, WORKER, host_name
+from sweep.search.summary_csv import read_summary
 from tests.faults.common import REPO, assert_no_secret, run_module
 from tests.faults.postgres import postgres  # noqa: F401 - the session's server, a fixture
-from training.hardware import usable_cores
-from training.stage_cache import SUMMARY_FILE
+from training.caching.stage_cache import SUMMARY_FILE
+from training.models.hardware import usable_cores
 
 STUDY = "smoke-tiny-qwen3-svamp"
 SMOKE = ["+search=smoke", "wandb.mode=disabled"]
@@ -34,7 +34,7 @@ def _trials(url: str) -> list[FrozenTrial]:
 
 
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m sweep -m args`` as one worker of ``python -m sweep.workers`` runs it, its output in ``log``."""
+    """``python -m sweep -m args`` as one worker of ``python -m sweep.search.workers`` runs it, its output in ``log``."""
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "sweep", "-m", *args], cwd=REPO, stdout=out,
                                 stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO), **env})
@@ -89,7 +89,7 @@ def test_two_workers_share_a_study_and_its_password_stays_out_of_every_file(post
     url = postgres.create_database("two_workers")
     sweep_dir = tmp_path / "search"
     # The password in the URL on the command line, W&B on (offline): its record holds the command line.
-    result = run_module("sweep.workers", "2", "+search=smoke", "wandb.mode=offline", f"hydra.sweep.dir={sweep_dir}",
+    result = run_module("sweep.search.workers", "2", "+search=smoke", "wandb.mode=offline", f"hydra.sweep.dir={sweep_dir}",
                         f"hydra.sweeper.storage={url}", "hydra.sweeper.n_trials=3", cwd=REPO,
                         env={"WANDB_MODE": "offline"})  # a WANDB_MODE around the tests would win over the config
     output = result.stdout + result.stderr

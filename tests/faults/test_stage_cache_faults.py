@@ -16,8 +16,8 @@ import pytest
 
 from sweep.pipeline import run_pipeline
 from tests.conftest import compose_config
-from training.data import load_problems
-from training.jsonl import read_jsonl, write_jsonl
+from training.common.jsonl import read_jsonl, write_jsonl
+from training.data.problems import load_problems
 
 BASE = ("+level=3", "model=tiny-qwen3", "hardware=cpu", "wandb.mode=disabled", "data.n_train=8", "data.n_eval=2")
 

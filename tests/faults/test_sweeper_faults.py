@@ -11,10 +11,10 @@ import re
 import pytest
 
 from hydra_plugins.cot_pareto_sweeper.config import ParetoSweeperConf
-from hydra_plugins.cot_pareto_sweeper.settings import check_settings
-from sweep.storage import redact, storage_setting
+from sweep.search.storage import redact, storage_setting
+from sweep.search.sweeper_settings import check_settings
 from tests.faults.common import REPO, assert_no_secret, one_error_line, run_module
-from training.errors import ConfigError
+from training.common.errors import ConfigError
 
 JOURNAL = "cannot write the journal file"
 REFUSED = ('cannot use the study storage: connection failed: connection to server at "127.0.0.1", port 1 failed: '
@@ -64,7 +64,7 @@ def test_a_journal_under_a_file_names_the_file(tmp_path):
 
 
 def test_workers_print_a_shared_error_once(tmp_path):
-    result = run_module("sweep.workers", "2", "+search=smoke", f"hydra.sweep.dir={tmp_path / 'search'}",
+    result = run_module("sweep.search.workers", "2", "+search=smoke", f"hydra.sweep.dir={tmp_path / 'search'}",
                         "hydra.sweeper.sampler=bogus", cwd=REPO)
     assert one_error_line(result) == "error: hydra.sweeper.sampler='bogus' is not one of tpe, nsgaii, random, grid"
 

@@ -16,10 +16,10 @@ import pytest
 from sweep.pipeline import run_pipeline
 from tests.conftest import compose_config
 from tests.faults.common import assert_no_secret
-from training.data import Problem
-from training.jsonl import read_jsonl
-from training.levels import level_from_config
-from training.response_cache import ResponseCache, request_key
+from training.caching.response_cache import ResponseCache, request_key
+from training.common.jsonl import read_jsonl
+from training.data.levels import level_from_config
+from training.data.problems import Problem
 from training.teachers.openai_api import OpenAITeacher
 from training.teachers.prompts import teacher_prompts
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from training.config_schema import TeacherSettings
-from training.data import Problem
-from training.errors import TeacherError
-from training.levels import Level
-from training.settings import read_setting
+from training.common.errors import TeacherError
+from training.config.schema import TeacherSettings
+from training.config.settings import read_setting
+from training.data.levels import Level
+from training.data.problems import Problem
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A local transformers model as teacher (``teacher=hf``), or the student itself (``teacher=self``).
 
 The model is loaded for the traces stage only, asked in batches (prompts sorted by
-length, left-padded: :func:`training.generation.generate`), and freed before the
+length, left-padded: :func:`training.evaluation.generation.generate`), and freed before the
 student is loaded for training. With ``n_samples`` > 1 every problem is asked that
 many times under sampling; paired with ``filter.select=shortest`` this is
 length-biased rejection sampling: keep the shortest correct trace of N.
@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.config_schema import HFTeacherSettings
-from training.data import Problem
-from training.errors import ConfigError
-from training.generation import generate
-from training.hardware import apply_threads, resolve_hardware
-from training.levels import Level
-from training.settings import read_settings
+from training.common.errors import ConfigError
+from training.config.schema import HFTeacherSettings
+from training.config.settings import read_settings
+from training.data.levels import Level
+from training.data.problems import Problem
+from training.evaluation.generation import generate
+from training.models.hardware import apply_threads, resolve_hardware
 from training.teachers.base import Trace
 from training.teachers.prompts import teacher_prompts
 
@@ -71,8 +71,8 @@ class HFTeacher:
         return traces
 
     def _complete(self, prompts: list[list[dict[str, str]]], seed: int):
-        from training.student import attach_adapter, load_student
-        from training.models import release_memory, stop_token_id
+        from training.models.loading import release_memory, stop_token_id
+        from training.models.student import attach_adapter, load_student
 
         hardware = resolve_hardware(self.hardware_cfg)
         apply_threads(hardware)

@@ -7,7 +7,7 @@ that still fails becomes a trace with ``error`` set, which the traces stage does
 so a rerun retries it. Refused credentials (401/403) and rejected requests (other 4xx)
 stop the run at once: every other request would fail the same way.
 
-Every answer is stored in a :class:`~training.response_cache.ResponseCache` as it arrives,
+Every answer is stored in a :class:`~training.caching.response_cache.ResponseCache` as it arrives,
 so a killed run loses nothing it received. The API key is read from the environment
 variable named by ``api_key_env`` for each request and is never stored or logged: it is
 masked in every answer (a server may echo it) before the answer is cached or traced.
@@ -27,14 +27,14 @@ from typing import Any
 
 import httpx
 
-from training.completions import THINK_CLOSE, THINK_OPEN
-from training.config_schema import OpenAITeacherSettings
-from training.data import Problem
-from training.errors import TeacherError
-from training.levels import Level
-from training.response_cache import ResponseCache, request_key
-from training.settings import read_settings
-from training.stage_cache import cache_dir as stage_cache_dir
+from training.caching.response_cache import ResponseCache, request_key
+from training.caching.stage_cache import cache_dir as stage_cache_dir
+from training.common.errors import TeacherError
+from training.config.schema import OpenAITeacherSettings
+from training.config.settings import read_settings
+from training.data.levels import Level
+from training.data.problems import Problem
+from training.grading.completions import THINK_CLOSE, THINK_OPEN
 from training.teachers.base import Trace
 from training.teachers.prompts import teacher_prompts
 from training.teachers.replies import redact, redacted_excerpt, retry_after

@@ -17,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from training.completions import THINK_CLOSE, THINK_OPEN
-from training.config_schema import PromptedTeacherSettings
-from training.data import Problem
-from training.errors import ConfigError
-from training.levels import Exemplar, Level, build_prompt, exemplar_text
-from training.settings import read_setting
-from training.solutions import UnrenderableError
+from training.common.errors import ConfigError
+from training.config.schema import PromptedTeacherSettings
+from training.config.settings import read_setting
+from training.data.levels import Exemplar, Level, build_prompt, exemplar_text
+from training.data.problems import Problem
+from training.data.solutions import UnrenderableError
+from training.grading.completions import THINK_CLOSE, THINK_OPEN
 from training.teachers.reference import render_reference
 
 DEFAULT_SYSTEM = (

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from training.completions import THINK_CLOSE, THINK_OPEN, format_completion
-from training.data import Problem
-from training.levels import Level
-from training.renderers import RENDER, Rendering
-from training.solutions import UnrenderableError, parse_reference
+from training.data.levels import Level
+from training.data.problems import Problem
+from training.data.renderers import RENDER, Rendering
+from training.data.solutions import UnrenderableError, parse_reference
+from training.grading.completions import THINK_CLOSE, THINK_OPEN, format_completion
 from training.teachers.base import Trace
 
 

@@ -1,0 +1,1 @@
+"""Caches: the content-addressed stage cache and the teachers' response cache."""

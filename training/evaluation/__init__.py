@@ -1,0 +1,1 @@
+"""Evaluation: batched generation, the evaluation loop, the transformers and vLLM backends, the inference copy."""

@@ -1,0 +1,93 @@
+"""The student a trial trains and evaluates: its base model (NF4 where asked), and a LoRA adapter attached to it.
+
+Training, evaluation and the ``hf`` teacher all load a model through :func:`load_student`, so a teacher
+sampled from the student's own weights is loaded exactly as the student is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.common.errors import ConfigError, DataError
+from training.models.hardware import Hardware
+from training.models.loading import load_model, load_tokenizer, model_path
+from training.sft.trainer import resolve_quant_config
+
+log = logging.getLogger(__name__)
+
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what PEFT's save_pretrained writes
+
+
+@dataclass
+class Student:
+    model: Any
+    tokenizer: Any
+    path: str  # the folder the base weights came from
+    quantization: str  # "nf4" or "none": what the weights actually are
+    adapter: str = "none"  # "none", or the folder of the adapter the model now carries
+
+
+def load_student(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], hardware: Hardware) -> Student:
+    """The base model, NF4-quantised when ``train.quantization`` asks for it (and bitsandbytes can)."""
+    path = model_path(model_cfg)
+    tokenizer = load_tokenizer(model_cfg, path)
+    quant = resolve_quant_config(train_cfg, hardware)
+    model = load_model(model_cfg, dtype=hardware.dtype, device=hardware.device, quantization_config=quant,
+                       attn_implementation=hardware.attn_implementation, path=path)
+    log.info("model: %s from %s (%s weights, %s compute)", model_cfg["name"], path,
+             "nf4" if quant is not None else hardware.precision, hardware.precision)
+    return Student(model, tokenizer, path, "nf4" if quant is not None else "none")
+
+
+def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    """``adapter_dir``'s ``adapter_config.json``, checked for what loading it needs; cheap (no model).
+
+    PEFT would otherwise fail deep inside layer construction (a string rank) or with a JSON traceback.
+    """
+    import json
+
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        raise ConfigError(f"no LoRA adapter at {adapter_dir} (adapter_config.json missing)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; is this an adapter folder?") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    if config.get("peft_type") != "LORA":
+        raise DataError(f"{path}: peft_type must be \"LORA\", got {config.get('peft_type')!r}")
+    rank, alpha, targets = config.get("r"), config.get("lora_alpha", 8), config.get("target_modules")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise DataError(f"{path}: \"r\" must be an integer >= 1, got {rank!r}")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
+        raise DataError(f"{path}: \"lora_alpha\" must be a number > 0, got {alpha!r}")
+    if not (targets is None or isinstance(targets, str)
+            or (isinstance(targets, list) and all(isinstance(name, str) for name in targets))):
+        raise DataError(f"{path}: \"target_modules\" must be a string or a list of module names, got {targets!r}")
+    if not any((path.parent / name).is_file() for name in ADAPTER_WEIGHTS):
+        # PEFT would take the folder for a hub repo id and say so, which points the user the wrong way.
+        raise DataError(f"{path.parent}: no adapter weights ({' or '.join(ADAPTER_WEIGHTS)} missing)")
+    return config
+
+
+def attach_adapter(student: Student, adapter_dir: Path) -> None:
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    read_adapter_config(adapter_dir)
+    try:
+        student.model = PeftModel.from_pretrained(student.model, str(adapter_dir))
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError, SafetensorError) as err:
+        # Corrupt weights, or weights made for another base model (shape mismatch): the wrong folder, not a bug.
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise DataError(f"cannot load the LoRA adapter {adapter_dir} onto {student.path}: "
+                        f"{type(err).__name__}: {reason}") from None
+    student.adapter = str(adapter_dir)
+    log.info("model: loaded adapter %s", adapter_dir)
