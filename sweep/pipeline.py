@@ -54,8 +54,8 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, group: str = "runs") -> dict[st
         stages = resolve_stages(cfg.get("stages"), adapter)
         record.level, record.level_name, record.stages = level.id, level.name, stages
         record.model, record.adapter = cfg.model.name, adapter
-        check_config(cfg, stages)  # every setting the stages will read, before any of them starts
-        _run_stages(TrialContext(cfg, run_dir, level, stages), record, group)
+        settings = check_config(cfg, stages)  # every setting the stages will read, before any of them starts
+        _run_stages(TrialContext(cfg, run_dir, level, stages, settings=settings), record, group)
         record.status = COMPLETED
     except BaseException as err:  # Ctrl-C too: the run dir must not be left saying "running"
         disk_full = storage_error(err)  # one line naming the path, not a traceback (or a kilobyte of shutil.Error)

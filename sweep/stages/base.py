@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from training.caching.stage_cache import cache_dir, content_digest, run_cached
 from training.common.errors import ConfigError, DataError
+from training.config.schema import read_group
 from training.data.levels import Level
 from training.data.problems import Splits
 from training.models.hardware import Hardware
@@ -30,7 +31,8 @@ class TrialContext:
     """What one trial's stages share: its config, run dir and level, plus what earlier steps made.
 
     ``results`` holds each finished stage's result by name; stages read it, only the pipeline writes it.
-    ``hardware`` and ``tracker`` are set by the pipeline before the first model stage.
+    ``hardware`` and ``tracker`` are set by the pipeline before the first model stage. ``settings`` holds the
+    typed settings ``check_config`` read, by group; stages read their groups through :meth:`group`.
     """
 
     cfg: DictConfig
@@ -41,6 +43,13 @@ class TrialContext:
     hardware: Hardware | None = None
     tracker: Any = None  # sweep.tracking.Tracker
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def group(self, name: str) -> Any:
+        """The typed settings of config group ``name`` (read through its schema if the check did not)."""
+        if name not in self.settings:
+            self.settings[name] = read_group(name, self.cfg[name])
+        return self.settings[name]
 
     @functools.cached_property
     def quantization(self) -> str:

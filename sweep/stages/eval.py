@@ -48,14 +48,14 @@ def adapter_source(ctx: TrialContext, stage: str) -> Path | None:
 def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """Evaluate; write the per-problem samples and the aggregate results; log both to the trial's W&B run."""
     cfg, hardware, problems = ctx.cfg, ctx.hardware, inputs["problems"]
-    model_cfg, eval_cfg, sampling_cfg, seed = cfg.model, cfg.eval, cfg.sampling, int(cfg.seed)
+    model_cfg, settings, sampling_cfg, seed = cfg.model, ctx.group("eval"), cfg.sampling, int(cfg.seed)
     student = load_student(model_cfg, cfg.train, hardware)
     if inputs["adapter"] is not None:
         attach_adapter(student, inputs["adapter"])
     counter = TokenCounter(student.path)
-    backend, why = choose_backend(str(eval_cfg.get("backend", "auto")), hardware.device)
+    backend, why = choose_backend(settings.backend, hardware.device)
     log.info("eval: backend %s (%s)", backend, why)
-    generator = _vllm_generator(student, model_cfg, eval_cfg, sampling_cfg, hardware, seed) if backend == "vllm" else None
+    generator = _vllm_generator(student, model_cfg, settings.vllm_engine_args, sampling_cfg, hardware, seed) if backend == "vllm" else None
     runner, began = InferenceModel(None, "vLLM"), time.perf_counter()
     if generator is None:
         runner = inference_model(student.model, hardware.device, hardware.precision)
@@ -63,10 +63,9 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     setup_seconds = time.perf_counter() - began
     rows, metrics = evaluate(
         runner.model, student.tokenizer, problems, ctx.level, counter, generator=generator, autocast=runner.autocast,
-        share_prefix=bool(eval_cfg.get("share_prefix", True)), regroup_after=int(eval_cfg.get("regroup_after", 32)),
-        sampling=sampling_cfg, batch_size=int(eval_cfg["batch_size"]),
-        stop_token_id=stop_token_id(student.tokenizer, model_cfg), system=cfg.prompt.get("system"),
-        n_shots=int(eval_cfg.get("n_shots", 0)), extractor=str(eval_cfg.get("extractor", "flexible")),
+        share_prefix=settings.share_prefix, regroup_after=settings.regroup_after, sampling=sampling_cfg,
+        batch_size=settings.batch_size, stop_token_id=stop_token_id(student.tokenizer, model_cfg),
+        system=cfg.prompt.get("system"), n_shots=settings.n_shots, extractor=settings.extractor,
         open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
         chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed,
     )
@@ -82,11 +81,11 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
              100 * metrics["format_error_rate"], metrics["eval_tokens_per_second"] or 0,
              metrics.get("eval_prefill_tokens_per_second") or 0, metrics.get("eval_decode_tokens_per_second") or 0)
     ctx.tracker.log_metrics({**metrics, "n_train": ctx.results.get("train", {}).get("n_train", 0)})
-    ctx.tracker.log_samples(rows, int(eval_cfg.get("log_samples", 64)))
+    ctx.tracker.log_samples(rows, settings.log_samples)
     return metrics
 
 
-def _vllm_generator(student: Student, model_cfg, eval_cfg, sampling_cfg, hardware, seed: int):
+def _vllm_generator(student: Student, model_cfg, engine_args, sampling_cfg, hardware, seed: int):
     """Generation by vLLM: the base weights plus the student's adapter; the transformers copy is freed first."""
     adapter = None if student.adapter == "none" else student.adapter
     rank = read_adapter_config(Path(adapter))["r"] if adapter else 8
@@ -98,7 +97,7 @@ def _vllm_generator(student: Student, model_cfg, eval_cfg, sampling_cfg, hardwar
         return vllm_generate(student.path, adapter, prompts, sampling_cfg, stop_token_id=stop_id,
                              precision=hardware.precision, seed=seed, lora_rank=int(rank),
                              chat_template_kwargs=model_cfg.get("chat_template_kwargs"),
-                             engine_args=eval_cfg.get("vllm_engine_args"))
+                             engine_args=engine_args)
 
     return generator
 

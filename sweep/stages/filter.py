@@ -44,13 +44,13 @@ def sft_row(kept: dict[str, Any], level: Level, system: str | None, open_tag: st
 
 def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """Grade the traces; write the SFT set and ``filter_report.json``; return the report."""
-    cfg, level, traces_path = ctx.cfg, ctx.level, inputs["traces"]
+    cfg, level, traces_path, settings = ctx.cfg, ctx.level, inputs["traces"], ctx.group("filter")
     open_tag, close_tag = cfg.model.think.open, cfg.model.think.close
-    counter = TokenCounter(cfg.filter.get("tokenizer") or model_path(cfg.model))
+    counter = TokenCounter(settings.tokenizer or model_path(cfg.model))
     start = time.perf_counter()
-    result = filter_traces(read_jsonl(traces_path), counter, select=cfg.filter.select,
-                           allow_empty_think=bool(cfg.filter.allow_empty_think),
-                           max_think_tokens=cfg.filter.get("max_think_tokens"), open_tag=open_tag, close_tag=close_tag)
+    result = filter_traces(read_jsonl(traces_path), counter, select=settings.select,
+                           allow_empty_think=settings.allow_empty_think, max_think_tokens=settings.max_think_tokens,
+                           open_tag=open_tag, close_tag=close_tag)
     system = cfg.prompt.get("system")
     write_jsonl(ctx.run_dir / FILTERED_FILE, (sft_row(k, level, system, open_tag, close_tag) for k in result.kept))
     report = {"level": level.id, "level_name": level.name, "target_chars": level.target_chars,
