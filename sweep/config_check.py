@@ -16,36 +16,31 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sweep.stages import resolve_stages
-from training.config.schema import (
-    DataSettings,
-    EvalSettings,
-    FilterSettings,
-    HardwareSettings,
-    ModelSettings,
-    QuantSettings,
-    SamplingSettings,
-    TrainSettings,
-    teacher_schema,
-)
+from sweep.stages import PLAN, resolve_stages
+from training.config.schema import teacher_schema
 from training.config.settings import as_int, read_settings
 from training.data.levels import build_prompt, level_from_config
 from training.models.student import read_adapter_config
 
-# Which stages read each group: a group is checked when one of them runs (None: the teacher's kind decides).
-# The teacher comes last: its settings interpolate others (think tags, the self teacher's model and sampling),
-# and a bad value is best named where the user set it.
-READERS = (
-    ("data", DataSettings, ("traces", "eval")),
-    ("model", ModelSettings, ("filter", "train", "eval")),  # the filter counts think tokens with its tokenizer
-    ("hardware", HardwareSettings, ("train", "eval")),
-    ("train", QuantSettings, ("eval",)),  # the student is loaded with them, for eval alone too
-    ("train", TrainSettings, ("train",)),
-    ("eval", EvalSettings, ("eval",)),
-    ("sampling", SamplingSettings, ("eval",)),
-    ("filter", FilterSettings, ("filter",)),
-    ("teacher", None, ("traces",)),
-)
+# The order groups are checked in: the teacher comes last, as its settings interpolate others (think tags, the
+# self teacher's model and sampling) and a bad value is best named where the user set it. A group only a new
+# stage reads goes before the teacher.
+ORDER = ("data", "model", "hardware", "train", "eval", "sampling", "filter")
+
+
+def stage_settings(stages: Sequence[str]) -> dict[str, type | None]:
+    """The config groups ``stages`` read, each with the schema to read it by (the most specific one a stage
+    declares: ``train`` in full for the train stage, its quantization alone for an eval-only trial)."""
+    wanted: dict[str, type | None] = {}
+    for stage in PLAN:
+        if stage.name not in stages:
+            continue
+        for group, schema in stage.settings.items():
+            known = wanted.get(group)
+            if group not in wanted or (schema is not None and known is not None and issubclass(schema, known)):
+                wanted[group] = schema
+    rank = {group: i for i, group in enumerate(ORDER)}
+    return dict(sorted(wanted.items(), key=lambda item: (item[0] == "teacher", rank.get(item[0], len(ORDER)))))
 
 
 def check_config(cfg: DictConfig, stages: Sequence[str] | None = None) -> dict[str, Any]:
@@ -59,9 +54,8 @@ def check_config(cfg: DictConfig, stages: Sequence[str] | None = None) -> dict[s
     stages = resolve_stages(cfg.get("stages"), adapter) if stages is None else list(stages)
     as_int(cfg.get("seed", 0), "seed", 0)
     settings: dict[str, Any] = {}
-    for group, schema, readers in READERS:
-        if any(stage in stages for stage in readers):
-            settings[group] = read_settings(schema or teacher_schema(cfg[group]), cfg[group], group)
+    for group, schema in stage_settings(stages).items():
+        settings[group] = read_settings(schema or teacher_schema(cfg[group]), cfg[group], group)
     if "eval" in stages:
         # More exemplars than the level has is build_prompt's own check; a throwaway prompt runs it now.
         build_prompt(level_from_config(cfg.get("level")), "", None, settings["eval"].n_shots)

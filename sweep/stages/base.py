@@ -92,12 +92,15 @@ def _file_digest(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a trial. ``cache_key`` lists the config groups its output depends on besides its inputs'
-    content; None means the stage is never cached (evaluation: it is the measurement)."""
+    """One step of a trial. ``settings`` maps each config group it reads to the schema it reads it with (None:
+    the teacher's, by its kind), so that ``check_config`` checks them before any stage starts. ``cache_key``
+    lists the config groups its output depends on besides its inputs' content; None means the stage is never
+    cached (evaluation: it is the measurement)."""
 
     name: str
     run: Callable[[TrialContext, dict[str, Any]], dict[str, Any]]
     record: Callable[[dict[str, Any]], dict[str, Any]]  # the TrialRecord fields its result fills
+    settings: Mapping[str, type | None] = field(default_factory=dict)
     inputs: tuple[Input, ...] = ()
     outputs: tuple[str, ...] = ()
     cache_key: tuple[str, ...] | None = None

@@ -15,6 +15,14 @@ from typing import Any
 from sweep.stages.base import Input, Stage, TrialContext
 from training.common.errors import ConfigError
 from training.common.jsonl import write_json, write_jsonl
+from training.config.schema import (
+    DataSettings,
+    EvalSettings,
+    HardwareSettings,
+    ModelSettings,
+    QuantSettings,
+    SamplingSettings,
+)
 from training.evaluation.backends import choose_backend, vllm_generate
 from training.evaluation.evaluate import evaluate
 from training.evaluation.inference import InferenceModel, inference_model
@@ -104,6 +112,9 @@ def _vllm_generator(student: Student, model_cfg, engine_args, sampling_cfg, hard
 
 STAGE = Stage(
     name="eval", run=run, record=lambda metrics: {"eval": metrics},
+    # The student is loaded with the train group's quantization settings, for an eval alone too.
+    settings={"data": DataSettings, "model": ModelSettings, "hardware": HardwareSettings, "train": QuantSettings,
+              "eval": EvalSettings, "sampling": SamplingSettings},
     inputs=(Input("problems", lambda ctx, stage: ctx.splits.eval), Input("adapter", adapter_source)),
     outputs=(EVAL_SAMPLES_FILE, EVAL_RESULTS_FILE), needs_model=True,
 )

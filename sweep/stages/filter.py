@@ -14,6 +14,7 @@ from typing import Any
 from sweep.stages.base import Stage, TrialContext, file_input
 from sweep.stages.traces import TRACES_FILE
 from training.common.jsonl import read_jsonl, write_json, write_jsonl
+from training.config.schema import FilterSettings, ModelSettings
 from training.data.levels import Level, build_prompt
 from training.grading.filtering import filter_traces
 from training.models.loading import model_path
@@ -76,6 +77,7 @@ def record(report: dict[str, Any]) -> dict[str, Any]:
 
 STAGE = Stage(
     name="filter", run=run, record=record,
+    settings={"filter": FilterSettings, "model": ModelSettings},  # the model's tokenizer counts think tokens
     inputs=(file_input("traces", TRACES_FILE, producer="traces", override="filter.traces_path"),),
     outputs=(FILTERED_FILE, FILTER_REPORT_FILE), cache_key=("filter", "prompt", "model", "level"),
 )

@@ -20,6 +20,7 @@ from sweep.stages.base import Input, Stage, TrialContext
 from training.caching.stage_cache import rows_digest
 from training.common.errors import CotParetoError
 from training.common.jsonl import write_jsonl
+from training.config.schema import DataSettings
 from training.teachers.base import run_teacher
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ PROBLEMS = Input("problems", lambda ctx, stage: ctx.splits.train,
                  lambda problems: rows_digest([asdict(p) for p in problems]))
 
 STAGE = Stage(
-    name="traces", run=run, record=record, inputs=(PROBLEMS,), outputs=(TRACES_FILE,),
+    name="traces", run=run, record=record, settings={"data": DataSettings, "teacher": None},
+    inputs=(PROBLEMS,), outputs=(TRACES_FILE,),
     cache_key=("data", "teacher", "level", "seed"),
     cacheable=lambda result: result["retryable_errors"] == 0,
 )

@@ -18,6 +18,7 @@ from sweep.stages.filter import FILTERED_FILE
 from sweep.trial_record import SCORES, TrialRecord
 from training.common.errors import TrainingError
 from training.common.jsonl import read_jsonl
+from training.config.schema import HardwareSettings, ModelSettings, TrainSettings
 from training.models.loading import model_path, plain_values, release_memory
 from training.models.student import load_student
 from training.sft.distributed import train_distributed
@@ -91,6 +92,7 @@ def write_card(ctx: TrialContext, record: TrialRecord) -> None:
 
 STAGE = Stage(
     name="train", run=run, record=record,
+    settings={"model": ModelSettings, "hardware": HardwareSettings, "train": TrainSettings},
     inputs=(file_input("filtered", FILTERED_FILE, producer="filter", override="train.data_path"),),
     outputs=(ADAPTER_DIR,), cache_key=("train", "model"), key_extra=key_extra, restored=restored,
     finish=write_card, needs_model=True,
