@@ -17,6 +17,7 @@ import yaml
 from sweep.cli import override_key
 from sweep.run_record import METRICS_FILE, UNREADABLE, read_metrics
 from sweep.search.storage import redact
+from sweep.trial_record import TrialRecord
 from training.common.errors import CotParetoError
 
 # Overrides that say how a trial ran, not what it tried: not shown as its parameters.
@@ -106,22 +107,24 @@ def _yaml(path: Path) -> Any:
 
 def trial_from_metrics(metrics: dict[str, Any], series: str, name: str, run_dir: Path | None,
                        params: dict[str, str], config: dict[str, Any] | None = None) -> Trial:
-    """A completed trial from its ``metrics.json`` (and composed config, when there is one)."""
+    """A completed trial from its ``metrics.json`` (and composed config, when there is one), read as the trial
+    record it is: the scores are the eval stage's, where ``accuracy_extractor`` lives too."""
     config = config or {}
-    ci = metrics.get("accuracy_ci") or [metrics["accuracy"], metrics["accuracy"]]
-    n_eval, eval_seconds = metrics.get("n_eval"), metrics.get("eval_seconds")
+    record = TrialRecord.from_json(metrics)
+    scores = record.eval or {}
+    ci = scores.get("accuracy_ci") or [scores["accuracy"], scores["accuracy"]]
+    n_eval, eval_seconds = scores.get("n_eval"), scores.get("eval_seconds")
     sampling = config.get("sampling") or {}
     return Trial(
-        series=series, name=name, run_dir=run_dir, level=metrics.get("level"),
-        baseline=metrics.get("adapter") == "none", params=params,
-        accuracy=float(metrics["accuracy"]), accuracy_ci=(float(ci[0]), float(ci[1])),
-        mean_think_tokens=float(metrics["mean_think_tokens"]),
-        mean_completion_tokens=metrics.get("mean_completion_tokens"),
+        series=series, name=name, run_dir=run_dir, level=record.level, baseline=record.adapter == "none",
+        params=params, accuracy=float(scores["accuracy"]), accuracy_ci=(float(ci[0]), float(ci[1])),
+        mean_think_tokens=float(scores["mean_think_tokens"]),
+        mean_completion_tokens=scores.get("mean_completion_tokens"),
         seconds_per_problem=eval_seconds / n_eval if n_eval and eval_seconds is not None else None,
-        n_eval=n_eval, n_train=metrics.get("n_train"), max_new_tokens=sampling.get("max_new_tokens"),
-        model=metrics.get("model") or (config.get("model") or {}).get("name"),
-        data=(metrics.get("data") or {}).get("name") or (config.get("data") or {}).get("name"),
-        accuracy_extractor=metrics.get("accuracy_extractor") or "flexible",
+        n_eval=n_eval, n_train=record.n_train, max_new_tokens=sampling.get("max_new_tokens"),
+        model=record.model or (config.get("model") or {}).get("name"),
+        data=(record.data or {}).get("name") or (config.get("data") or {}).get("name"),
+        accuracy_extractor=scores.get("accuracy_extractor") or "flexible",
     )
 
 

@@ -76,5 +76,9 @@ class TrialRecord:
         """A record read back from ``metrics.json`` (unknown and headline keys are dropped: they live in ``eval``)."""
         names = {item.name for item in fields(cls)} - {"resources"}
         known = {key: value for key, value in metrics.items() if key in names}
+        if known.get("eval") is None and any(key in metrics for key in HEADLINE_METRICS):
+            # A flat record (an Optuna trial's user attributes, or a hand-made metrics.json): its headline
+            # metrics, and which extractor its accuracy counts, are all there is of its evaluation.
+            known["eval"] = {key: metrics[key] for key in (*HEADLINE_METRICS, "accuracy_extractor") if key in metrics}
         resources = {key: value for key, value in metrics.items() if key.startswith("peak_rss")}
         return cls(**{"run_dir": "", **known}, resources=resources)

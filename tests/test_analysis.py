@@ -1,5 +1,7 @@
 """The analysis's pure parts on hand-made run dirs: collecting, the trade-off, and choosing a level."""
 
+import json
+
 import pytest
 
 from analysis.choose import Constraints, choose, format_choice
@@ -174,3 +176,15 @@ def test_when_the_most_accurate_point_cannot_be_paired_the_next_one_is_the_refer
     assert evidence.notes[0] == ("the most accurate front point L1_r8 is left out of the paired tests (no "
                               "eval_samples.jsonl in its run dir); paired against L2_r8 instead")
     assert evidence.row(evidence.best).role == "best"
+
+
+def test_the_extractor_an_accuracy_counts_is_read_where_the_pipeline_writes_it(tmp_path):
+    # metrics.json as run_pipeline writes it: the eval stage's results in "eval", only the headline metrics
+    # copied to the top level; which extractor the accuracy counts stays in "eval".
+    run_dir = write_run_dir(tmp_path, "strict", 4, 0.3, 10.0)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["eval"] = {key: metrics[key] for key in ("accuracy", "accuracy_ci", "mean_think_tokens", "n_eval")}
+    metrics["eval"]["accuracy_extractor"] = "strict"
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    [trial] = load_trials(str(tmp_path)).trials
+    assert trial.accuracy_extractor == "strict" and trial.accuracy == 0.3 and trial.n_train == 32
