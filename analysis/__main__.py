@@ -1,5 +1,6 @@
 # Report: python -m analysis report outputs/search/<study> [another sweep dir or storage ...] [--label A --label B]
 # Table:  python -m analysis table outputs/demo/<stamp>
+# Route:  python -m analysis route outputs/demo/<stamp> --max-accuracy-drop 0.05 | --min-accuracy 0.1
 # Check:  python -m analysis check-render outputs/demo/<stamp>/report/report.html
 # Choose: python -m analysis choose outputs/demo/<stamp> [--margin 0.02]
 #         ... --min-accuracy 0.8 | --max-think-tokens 20 | --max-accuracy-drop 0.05
@@ -57,6 +58,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     pick.add_argument("--max-accuracy-drop", type=checks.accuracy_drop,
                       help="accuracy at most this much below the baseline's")
     _margin_arg(pick)
+    routing = commands.add_parser("route", help="per task type, the setting with the fewest think tokens that "
+                                                 "meets a bound, and the routed policy against the best single one")
+    _sources(routing)
+    bound = routing.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--max-accuracy-drop", type=checks.accuracy_drop,
+                       help="per type, accuracy at most this much below the type's most accurate setting")
+    bound.add_argument("--min-accuracy", type=checks.accuracy, help="per type, accuracy at least this (0-1)")
+    routing.add_argument("--margin", type=checks.margin, help="non-inferiority margin of the paired tests "
+                         "(default: the accuracy drop, else %s)" % DEFAULT_MARGIN)
     table = commands.add_parser("table", help="one line per trial under DIR: status, accuracy, think tokens, times")
     table.add_argument("dir", type=Path, help="a sweep dir (or any dir of run dirs)")
     render = commands.add_parser("check-render", help="screenshot report.html in headless Chromium, find the plot")
@@ -101,6 +111,14 @@ def run_choose(args: argparse.Namespace) -> int:
     return 0 if choice.point is not None else 1
 
 
+def run_route(args: argparse.Namespace) -> int:
+    from analysis.route import format_routing, route
+
+    both = merged(_collect_all(args, []))
+    print(format_routing(route(both.trials, args.max_accuracy_drop, args.min_accuracy, args.margin)))
+    return 0
+
+
 def run_table(args: argparse.Namespace) -> int:
     from analysis.table import format_table, table_rows
 
@@ -122,7 +140,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        commands = {"report": run_report, "choose": run_choose, "table": run_table, "check-render": run_check_render}
+        commands = {"report": run_report, "choose": run_choose, "table": run_table, "route": run_route,
+                    "check-render": run_check_render}
         return commands[args.command](args)
     except CotParetoError as err:
         print(f"error: {err}", file=sys.stderr)

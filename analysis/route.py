@@ -1,0 +1,184 @@
+"""Per-task routing (Deimos-A4): for each task type, the setting with the fewest think tokens that meets a bound.
+
+A deployment can pick the compression level (and thinking mode) per request type instead of once for all.
+This measures whether that pays on the trials at hand: per task type, each setting's accuracy and mean
+think tokens on that type's problems, the cheapest setting that meets the bound (``--max-accuracy-drop X``
+below the type's most accurate setting, or ``--min-accuracy Y``), and the paired 95 % CI of its accuracy
+minus the type's best on the same problems. The routed policy (each problem answered by its type's
+choice) is then compared, paired, with the best single setting over all problems. Everything is read
+from the trials' ``eval_samples.jsonl`` (each row's ``task_type``, correctness and think tokens).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from analysis.eval_sets import CORRECT_FLAG, SAMPLES_FILE, eval_sets
+from analysis.paired import PairedResult, compare
+from analysis.paired_table import DEFAULT_MARGIN, p_text
+from analysis.trials import Trial
+from training.common.errors import CotParetoError
+from training.common.jsonl import read_jsonl
+
+MIN_PROBLEMS = 20  # fewer problems of a type than this: its choice is reported, but as too few to decide
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One trial's per-problem results: ``problem id -> (correct, think tokens)`` and each problem's type."""
+
+    trial: Trial
+    results: dict[str, tuple[bool, float]]
+    types: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.trial.label
+
+    def on(self, problems: Sequence[str]) -> tuple[float, float]:
+        """Accuracy and mean think tokens on ``problems``."""
+        rows = [self.results[p] for p in problems]
+        return sum(ok for ok, _ in rows) / len(rows), sum(t for _, t in rows) / len(rows)
+
+    def correct(self, problems: Sequence[str]) -> dict[str, bool]:
+        return {p: self.results[p][0] for p in problems}
+
+
+@dataclass(frozen=True)
+class TypeRoute:
+    task_type: str
+    n: int
+    chosen: Setting
+    best: Setting
+    accuracy: float
+    think_tokens: float
+    best_accuracy: float
+    paired: PairedResult | None  # None when the chosen setting is the best
+    met: bool                    # False: no setting meets the bound; the best is used
+
+    @property
+    def decided(self) -> bool:
+        return self.n >= MIN_PROBLEMS and (self.paired is None or self.paired.verdict != "undecided")
+
+
+@dataclass(frozen=True)
+class Routing:
+    bound: str
+    routes: list[TypeRoute]
+    accuracy: float
+    think_tokens: float
+    single: Setting
+    single_accuracy: float
+    single_think_tokens: float
+    paired: PairedResult
+    n: int
+    left_out: list[str]
+
+
+def read_setting(trial: Trial) -> Setting:
+    """The trial's per-problem results and task types; CotParetoError says why they cannot be used."""
+    flag = CORRECT_FLAG.get(trial.accuracy_extractor, "correct")
+    rows = read_jsonl(trial.run_dir / SAMPLES_FILE)
+    results, types = {}, {}
+    for number, row in enumerate(rows, start=1):
+        if row.get("task_type") is None:
+            raise CotParetoError(f"{SAMPLES_FILE} row {number} has no task_type (evaluated before problems carried "
+                                 "one: evaluate it again)")
+        key = str(row["id"])
+        results[key] = (bool(row[flag]), float(row.get("think_tokens") or 0))
+        types[key] = str(row["task_type"])
+    return Setting(trial, results, types)
+
+
+def _cheapest(settings: Sequence[Setting], problems: Sequence[str], floor: float) -> Setting | None:
+    scored = [(s, *s.on(problems)) for s in settings]
+    meeting = [(tokens, -accuracy, i) for i, (s, accuracy, tokens) in enumerate(scored) if accuracy >= floor - 1e-12]
+    return settings[min(meeting)[2]] if meeting else None
+
+
+def _most_accurate(settings: Sequence[Setting], problems: Sequence[str]) -> Setting:
+    return max(settings, key=lambda s: (s.on(problems)[0], -s.on(problems)[1]))
+
+
+def route(trials: Sequence[Trial], max_accuracy_drop: float | None = None, min_accuracy: float | None = None,
+          margin: float | None = None) -> Routing:
+    """The routing table over the trials graded on the shared eval problems (see the module doc)."""
+    if (max_accuracy_drop is None) == (min_accuracy is None):
+        raise CotParetoError("route needs one bound: --max-accuracy-drop X or --min-accuracy Y")
+    sets = eval_sets(trials)
+    left_out = [f"{t.label} ({t.name}): {sets.reason(t)}" for t in trials if sets.reason(t)]
+    settings = []
+    for trial in trials:
+        if sets.results(trial) is None:
+            continue
+        try:
+            settings.append(read_setting(trial))
+        except CotParetoError as err:
+            left_out.append(f"{trial.label} ({trial.name}): {err}")
+    if not settings:
+        raise CotParetoError("no trial has per-problem results with task types to route on"
+                             + (f" ({'; '.join(left_out)})" if left_out else ""))
+    margin = margin if margin is not None else (max_accuracy_drop if max_accuracy_drop is not None else DEFAULT_MARGIN)
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for problem, task_type in sorted(settings[0].types.items()):
+        by_type[task_type].append(problem)
+    routes, chosen_for = [], {}
+    for task_type, problems in sorted(by_type.items()):
+        best = _most_accurate(settings, problems)
+        best_accuracy = best.on(problems)[0]
+        floor = best_accuracy - max_accuracy_drop if max_accuracy_drop is not None else min_accuracy
+        chosen = _cheapest(settings, problems, floor)
+        met = chosen is not None
+        chosen = chosen or best
+        accuracy, tokens = chosen.on(problems)
+        paired = None if chosen is best else compare(chosen.correct(problems), best.correct(problems), margin)
+        routes.append(TypeRoute(task_type, len(problems), chosen, best, accuracy, tokens, best_accuracy, paired, met))
+        chosen_for.update({p: chosen for p in problems})
+    problems = sorted(chosen_for)
+    routed = {p: chosen_for[p].results[p] for p in problems}
+    single = _most_accurate(settings, problems)
+    single_accuracy, single_tokens = single.on(problems)
+    bound = (f"at most {max_accuracy_drop:g} accuracy below the type's most accurate setting"
+             if max_accuracy_drop is not None else f"accuracy at least {min_accuracy:g}")
+    return Routing(bound=bound, routes=routes, accuracy=sum(ok for ok, _ in routed.values()) / len(problems),
+                   think_tokens=sum(t for _, t in routed.values()) / len(problems), single=single,
+                   single_accuracy=single_accuracy, single_think_tokens=single_tokens,
+                   paired=compare({p: ok for p, (ok, _) in routed.items()}, single.correct(problems), margin),
+                   n=len(problems), left_out=left_out)
+
+
+def _decision(row: TypeRoute) -> str:
+    if not row.met:
+        return "no setting meets the bound: the most accurate is used"
+    if row.paired is None:
+        text = "the most accurate setting"
+    else:
+        ci = row.paired.ci
+        text = f"{row.paired.difference:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], p {p_text(row.paired.p_value)}"
+    if row.n < MIN_PROBLEMS:
+        return f"{text}; too few problems to decide (n={row.n} < {MIN_PROBLEMS})"
+    if row.paired is not None and row.paired.verdict == "undecided":
+        return f"{text}; undecided at margin {row.paired.margin:g}, problems to decide: {row.paired.n_to_decide_text()}"
+    return text
+
+
+def format_routing(routing: Routing) -> str:
+    header = (f"{'task type':<22} {'n':>4}  {'setting':<16} {'accuracy':>8} {'think tok':>9}  {'best (accuracy)':<24} "
+              "chosen - best")
+    lines = [f"routing per task type: the fewest think tokens with {routing.bound}; paired 95 % CI of its accuracy "
+             "minus the best's on the type's problems", header, "-" * len(header)]
+    for row in routing.routes:
+        best = f"{row.best.name} ({row.best_accuracy:.3f})"
+        lines.append(f"{row.task_type:<22} {row.n:>4}  {row.chosen.name:<16} {row.accuracy:>8.3f} "
+                     f"{row.think_tokens:>9.1f}  {best:<24} {_decision(row)}")
+    ci = routing.paired.ci
+    lines.append(f"routed policy on {routing.n} problems: accuracy {routing.accuracy:.3f}, think tokens "
+                 f"{routing.think_tokens:.1f}; best single setting {routing.single.name}: accuracy "
+                 f"{routing.single_accuracy:.3f}, think tokens {routing.single_think_tokens:.1f}; routed - single "
+                 f"{routing.paired.difference:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] ({routing.paired.verdict} at margin "
+                 f"{routing.paired.margin:g})")
+    if routing.left_out:
+        lines.append("left out: " + "; ".join(routing.left_out))
+    return "\n".join(lines)
