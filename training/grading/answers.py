@@ -28,6 +28,11 @@ what counts as the answer:
 
 Correctness is exact equality of rationals: no rounding tolerance, because a
 gold does not say whether it was rounded, and "0.45" is not "0.5".
+
+A gold that is not a plain number (MATH-500's ``\\frac{1}{2}``, ``(0,1]``, ``6+9i``: see
+:func:`is_plain_number`) is LaTeX. Its answer is the rest of the last ``####`` line, as written (flexible
+also takes the last ``\\boxed{}`` when there is no such line), and math-verify decides whether it states the
+gold's value (:mod:`training.grading.latex`). Plain-number golds are graded as above, whatever the data set.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from training.grading import latex
 from training.grading.completions import THINK_CLOSE, THINK_OPEN
 from training.grading.numbers import first_span, last_span, normalize_number, read_statement, to_fraction
 
@@ -43,8 +49,10 @@ __all__ = [
     "answer_line",
     "extract_answer",
     "extract_flexible",
+    "extract_latex",
     "extract_strict",
     "is_correct",
+    "is_plain_number",
     "normalize_number",
     "read_statement",
     "strip_think",
@@ -136,13 +144,42 @@ EXTRACTORS: dict[str, Callable[..., str | None]] = {
 }
 
 
-def extract_answer(text: str, mode: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
-    """Extract the final answer with the named extractor (see :data:`EXTRACTORS`), outside the think block."""
+def is_plain_number(gold: str) -> bool:
+    """A gold the exact grader reads: "72", "0.5", "3/4", "$1,000" (every GSM8K, SVAMP and ASDiv gold).
+
+    LaTeX is not ("\\frac{1}{2}" goes to math-verify, which also accepts "\\dfrac12"), nor is anything
+    that states no single number ("(0,1]", "-2,1", "6+9i").
+    """
+    return "\\" not in gold and to_fraction(gold) is not None
+
+
+def extract_latex(text: str, mode: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> str | None:
+    """The answer to a LaTeX gold: the rest of the last ``####`` line outside the think block, as written;
+    ``flexible`` without such a line takes the last ``\\boxed{}``. None when there is neither, or it is empty."""
+    visible = strip_think(text, open_tag, close_tag)
+    line = answer_line(visible)
+    if line is not None:
+        answer = line[len(ANSWER_MARK) :]
+    elif mode == "flexible":
+        answer = latex.last_boxed(visible) or ""
+    else:
+        answer = ""
+    return answer.strip() or None
+
+
+def extract_answer(text: str, mode: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
+                   gold: str | None = None) -> str | None:
+    """Extract the final answer with the named extractor (see :data:`EXTRACTORS`), outside the think block.
+
+    With a ``gold`` that is not a plain number the answer is read as LaTeX (:func:`extract_latex`).
+    """
     try:
         extractor = EXTRACTORS[mode]
     except KeyError:
         valid = ", ".join(sorted(EXTRACTORS))
         raise ValueError(f"unknown answer mode {mode!r}; valid modes: {valid}") from None
+    if gold is not None and not is_plain_number(gold):
+        return extract_latex(text, mode, open_tag, close_tag)
     return extractor(text, open_tag, close_tag)
 
 
@@ -151,8 +188,11 @@ def is_correct(pred: str | None, gold: str) -> bool:
 
     No rounding tolerance: the data sets do not mark which golds were rounded, and
     accepting whatever rounds to the gold would count "0.45" right for "0.5".
+    A gold that is not a plain number is LaTeX: math-verify compares values (:mod:`training.grading.latex`).
     """
     if pred is None:
         return False
+    if not is_plain_number(gold):
+        return latex.equivalent(gold, pred)
     pred_value, gold_value = to_fraction(pred), to_fraction(gold)
     return pred_value is not None and gold_value is not None and pred_value == gold_value
