@@ -41,13 +41,14 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (low, high)
 
 
-def format_ok(output: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> bool:
+def format_ok(output: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE, gold: str | None = None) -> bool:
     """One closed think block, then a ``#### N`` answer line: the format every level trains.
 
-    An answer line that states no single number ("#### 5-7") is a format error, as a missing one is.
+    An answer line that states no single number ("#### 5-7") is a format error, as a missing one is
+    (for a LaTeX ``gold``, an empty one).
     """
     parsed = parse_completion(output, open_tag, close_tag)
-    readable = extract_answer(output, "flexible", open_tag, close_tag) is not None
+    readable = extract_answer(output, "flexible", open_tag, close_tag, gold) is not None
     return parsed.well_formed and bool(parsed.answers) and readable
 
 
@@ -55,7 +56,7 @@ def grade_sample(problem: Problem, prompt: list[dict[str, str]], generated: Gene
                  open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> dict[str, Any]:
     """One row of ``eval_samples.jsonl``."""
     output = generated.text
-    answers = {mode: extract_answer(output, mode, open_tag, close_tag) for mode in EXTRACTORS}
+    answers = {mode: extract_answer(output, mode, open_tag, close_tag, problem.answer) for mode in EXTRACTORS}
     think = think_text(output, open_tag, close_tag)
     return {
         "id": problem.id,
@@ -66,7 +67,7 @@ def grade_sample(problem: Problem, prompt: list[dict[str, str]], generated: Gene
         "gold": problem.answer,
         "correct": is_correct(answers["flexible"], problem.answer),
         "correct_strict": is_correct(answers["strict"], problem.answer),
-        "format_ok": format_ok(output, open_tag, close_tag),
+        "format_ok": format_ok(output, open_tag, close_tag, problem.answer),
         "think_tokens": counter.count([think])[0] if think else 0,
         "completion_tokens": generated.completion_tokens,
         "stopped": generated.stopped,

@@ -17,7 +17,7 @@ from typing import Any
 from training.common.errors import DataError
 from training.config.schema import FilterSettings
 from training.config.settings import read_settings
-from training.grading.answers import is_correct, normalize_number
+from training.grading.answers import is_correct, is_plain_number, normalize_number
 from training.grading.completions import THINK_CLOSE, THINK_OPEN, format_completion, parse_completion
 from training.models.tokens import TokenCounter
 
@@ -65,7 +65,8 @@ def judge(completion: str, gold: str, *, error: str | None = None, allow_empty_t
         return Verdict("no_final_answer")
     if len(parsed.answers) > 1:
         return Verdict("multiple_final_answers")
-    answer = normalize_number(parsed.answers[0])
+    # A LaTeX gold (MATH-500) is compared with the line as written; math-verify reads it.
+    answer = normalize_number(parsed.answers[0]) if is_plain_number(gold) else parsed.answers[0].strip() or None
     if answer is None:
         return Verdict("unparseable_answer", parsed.think)
     if not is_correct(answer, gold):
