@@ -171,3 +171,18 @@ def test_files_source_without_a_path_and_unknown_source():
 )
 def test_canonical_number(raw, canonical):
     assert canonical_number(raw) == canonical
+
+
+def test_problems_carry_their_task_type_for_routing():
+    from collections import Counter
+
+    svamp = load_problems(compose_config("+level=4").data)
+    assert set(Counter(p.task_type for p in svamp.eval)) <= {"Addition", "Subtraction", "Multiplication",
+                                                                "Common-Division", "Common-Divison"}
+    cross = load_problems(compose_config("+level=4", "data=asdiv-svamp").data)
+    assert "Ratio" in {p.task_type for p in cross.train} and "Common-Division" in {p.task_type for p in cross.eval}
+    gsm8k = load_problems(compose_config("+level=4", "data=gsm8k", "data.n_train=0", "data.n_eval=200").data)
+    buckets = Counter(p.task_type for p in gsm8k.eval)
+    assert set(buckets) == {"0-2 steps", "3 steps", "4 steps", "5+ steps"} and sum(buckets.values()) == 200
+    # The bucket is the count of calculator marks in the reference solution.
+    assert all(p.task_type == "3 steps" for p in gsm8k.eval if p.solution.count("<<") == 3)

@@ -143,7 +143,9 @@ def test_the_base_model_evaluates_on_math500(run_dir: Path) -> None:
                                           "wandb.mode=disabled"), run_dir, group="tests")
     assert summary["eval"]["n_eval"] == 3
     rows = read_jsonl(run_dir / "eval_samples.jsonl")
-    # The rows keep today's columns; the gold is the LaTeX as written.
+    # The rows keep the other data sets' columns; the gold is the LaTeX as written, the task type the subject.
     assert set(rows[0]) == {"id", "prompt", "output", "extracted", "extracted_strict", "gold", "correct",
-                            "correct_strict", "format_ok", "think_tokens", "completion_tokens", "stopped"}
+                            "correct_strict", "format_ok", "think_tokens", "completion_tokens", "stopped", "task_type"}
+    assert {row["task_type"] for row in rows} <= {"Algebra", "Intermediate Algebra", "Prealgebra", "Number Theory",
+                                                  "Precalculus", "Geometry", "Counting & Probability"}
     assert [row["gold"] for row in rows] == ["\\frac{16}{5}", "6", "\\frac{5}{13}"]  # the seeded eval set

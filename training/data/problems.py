@@ -41,6 +41,7 @@ class Problem:
     answer: str  # gold, a canonical number string: "72", "0.5", "-3"; or LaTeX when answer_format is "latex"
     data_set: str = ""  # the data config's name (data.name), for messages
     answer_format: str = "number"  # the data config's: "latex" golds may be LaTeX, solutions are LaTeX prose
+    task_type: str | None = None  # what kind of problem (SVAMP's Type, ASDiv's solution_type...): per-task routing
 
 
 @dataclass
@@ -81,8 +82,18 @@ def latex_gold(raw: Any) -> str | None:
     return (canonical_number(text) if is_plain_number(text) else text) if text else None
 
 
+def task_type(row: Mapping[str, Any], fields: Mapping[str, Any], solution: str, rule: str | None) -> str | None:
+    """The problem's task type: the ``fields.task_type`` column, or with ``task_type_from: calculator_steps``
+    (GSM8K, which has no type column) the number of calculator marks in its solution, bucketed."""
+    if rule == "calculator_steps":
+        steps = len(MARK.findall(solution))
+        return "0-2 steps" if steps <= 2 else "5+ steps" if steps >= 5 else f"{steps} steps"
+    column = fields.get("task_type")
+    return None if not column or row.get(column) is None else str(row[column])
+
+
 def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str, default_id: str,
-                  data_set: str = "", answer_format: str = "number") -> Problem | None:
+                  data_set: str = "", answer_format: str = "number", task_type_from: str | None = None) -> Problem | None:
     """One raw row -> Problem; None when its gold answer cannot be parsed (skipped, counted)."""
     question_fields = fields["question"]
     if isinstance(question_fields, str):
@@ -109,7 +120,7 @@ def normalize_row(row: Mapping[str, Any], fields: Mapping[str, Any], where: str,
     if gold is None:
         return None
     return Problem(problem_id, _join_question([str(row[f]) for f in question_fields]), solution.strip(), gold,
-                   data_set, answer_format)
+                   data_set, answer_format, task_type(row, fields, solution, task_type_from))
 
 
 def _package_file(cfg: Mapping[str, Any], split: str) -> Path:
@@ -155,7 +166,7 @@ def load_pool(cfg: Mapping[str, Any], split: str, path: str | None = None, path_
     for index, (where, row) in enumerate(rows):
         pool.n_rows += 1
         problem = normalize_row(row, cfg["fields"], where, f"{cfg['name']}-{split}-{index}", cfg["name"],
-                                cfg.get("answer_format") or "number")
+                                cfg.get("answer_format") or "number", cfg.get("task_type_from"))
         short = where.replace(origin, Path(origin).name, 1)  # the origin is in the stats once; its rows by file name
         if problem is None:
             pool.skipped_no_gold.append(short)

@@ -65,6 +65,7 @@ def grade_sample(problem: Problem, prompt: list[dict[str, str]], generated: Gene
         "extracted": answers["flexible"],
         "extracted_strict": answers["strict"],
         "gold": problem.answer,
+        "task_type": problem.task_type,
         "correct": is_correct(answers["flexible"], problem.answer),
         "correct_strict": is_correct(answers["strict"], problem.answer),
         "format_ok": format_ok(output, open_tag, close_tag, problem.answer),
