@@ -8,16 +8,16 @@ trial, with the rules that span fields; a bad value is ``hydra.sweeper.<field>=<
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
 from sweep.search.study import DIRECTIONS
 from training.common.errors import ConfigError
-from training.config.settings import as_choice, choice, setting
+from training.config.settings import as_choice, choice, integer, nested, number, setting, text
 
-SAMPLERS = ("tpe", "nsgaii", "random", "grid")
+SAMPLERS = ("tpe", "nsgaii", "random", "grid", "coordinate")
 
 
 def _rule(test: Callable[[Any], bool], allowed: str, *, null: bool = False) -> Callable[[Any, str], Any]:
@@ -61,6 +61,27 @@ def _objectives(value: Any, key: str) -> Any:
 
 
 @dataclass
+class CoordinateConf:
+    """``hydra.sweeper.coordinate``: what ``sampler=coordinate`` maximises (:mod:`sweep.search.coordinate`).
+
+    Typed ``Any`` where Hydra would refuse a value in a multi-line error: the rule says it in one line.
+    """
+    # Values tried per interval or range parameter (a choice's values are all tried, as listed).
+    grid_points: Any = setting(integer(2, "a whole number of at least 2"), 5)
+    # A linear combination of the objectives to maximise, e.g. 'accuracy - 0.01*mean_think_tokens'
+    # (required with several objectives; null: a single objective's own value).
+    objective: Optional[str] = setting(text(null=True), None)
+    # At most this much budget_metric: a point above it scores below every point within it (null: no budget).
+    budget: Any = setting(number(0, null=True), None)
+    budget_metric: str = setting(text(), "mean_think_tokens")
+
+
+def _coordinate(value: Any, key: str) -> CoordinateConf:
+    # The schema's own default is a CoordinateConf, not a mapping: read it like a configured one.
+    return nested(CoordinateConf)(vars(value) if is_dataclass(value) else value, key)
+
+
+@dataclass
 class ParetoSweeperConf:
     _target_: str = "hydra_plugins.cot_pareto_sweeper.pareto_sweeper.ParetoSweeper"
     study_name: str = setting(_named, "pareto")
@@ -74,7 +95,7 @@ class ParetoSweeperConf:
     # null: the grid's size, with sampler=grid.
     n_trials: Optional[int] = setting(_rule(lambda n: _whole(n) and n >= 1, "a whole number of at least 1 (the "
                                             "finished trials the study should end with)", null=True), None)
-    sampler: str = setting(choice(SAMPLERS), "tpe")  # tpe | nsgaii | random | grid
+    sampler: str = setting(choice(SAMPLERS), "tpe")  # tpe | nsgaii | random | grid | coordinate
     sampler_kwargs: Dict[str, Any] = field(default_factory=dict)
     seed: int = 42
     # metrics.json keys to optimise, in order, with their directions.
@@ -97,6 +118,8 @@ class ParetoSweeperConf:
     # Overrides of a no-adapter evaluation run once per study into <sweep dir>/baseline, before the
     # trials: the base model's point, against which analysis measures savings (null: no baseline).
     baseline: Optional[List[str]] = None
+    # sampler=coordinate: one parameter at a time; the scalar it maximises and the points per interval.
+    coordinate: CoordinateConf = setting(_coordinate, factory=CoordinateConf)
     params: Dict[str, str] = field(default_factory=dict)
 
 
