@@ -47,6 +47,7 @@ from sweep.search.study import (
 )
 from sweep.search.summary_csv import SUMMARY_CSV, row_from_trial, write_summary
 from sweep.search.sweeper_settings import SAMPLERS, ask_seed, build_sampler, check_settings, redact_config  # noqa: F401 - re-exported
+from sweep.search.sweeper_settings import search_finished
 from sweep.search.sweeper_trials import BASELINE_DIR, claim, enqueue_grid, fail, log_report, read_outcome, reuse  # noqa: F401
 from sweep.trial_record import HEADLINE_METRICS
 from training.common.atomic import file_lock
@@ -145,6 +146,8 @@ class ParetoSweeper(Sweeper):
                 recover_stale(study, float(self.settings["stale_after_seconds"]))
                 trials = study.get_trials(deepcopy=False)
                 room = n_trials - counted(trials)
+                if room > 0 and search_finished(self.settings, trials, n_trials):
+                    room = 0  # coordinate descent converged, or waits for other workers' trials
                 others = running_elsewhere(trials, worker_id()) if room <= 0 else []
                 if room <= 0 and not others:
                     break
@@ -161,7 +164,8 @@ class ParetoSweeper(Sweeper):
     def _ask(self, study: optuna.Study, space: SearchSpace, trials: list[FrozenTrial], count: int) -> list[optuna.Trial]:
         """Up to ``count`` new trials for this worker; a point a finished trial had reuses its result instead."""
         study.sampler = build_sampler(self.settings["sampler"], dict(self.settings["sampler_kwargs"] or {}),
-                                      ask_seed(int(self.settings["seed"]), len(trials)))
+                                      ask_seed(int(self.settings["seed"]), len(trials)),
+                                      self.settings.get("coordinate"), dict(self.settings["objectives"]))
         asked = []
         for _ in range(count):
             trial = study.ask(dict(space.distributions))

@@ -22,7 +22,8 @@ REFUSED = ('cannot use the study storage: connection failed: connection to serve
 CASES = {
     "n_trials": (["hydra.sweeper.n_trials=-1"], "hydra.sweeper.n_trials=-1 must be a whole number of at least 1 "
                  "(the finished trials the study should end with)"),
-    "sampler": (["hydra.sweeper.sampler=bogus"], "hydra.sweeper.sampler='bogus' is not one of tpe, nsgaii, random, grid"),
+    "sampler": (["hydra.sweeper.sampler=bogus"],
+                "hydra.sweeper.sampler='bogus' is not one of tpe, nsgaii, random, grid, coordinate"),
     "interval": (["train.lora_r=interval(8,2)"], "search space train.lora_r: interval(8.0, 2.0) is empty"),
     "stale_after": (["hydra.sweeper.stale_after_seconds=10"], "hydra.sweeper.stale_after_seconds=10.0 must exceed "
                     "hydra.sweeper.heartbeat_seconds=30.0, which must be above 0"),
@@ -66,7 +67,8 @@ def test_a_journal_under_a_file_names_the_file(tmp_path):
 def test_workers_print_a_shared_error_once(tmp_path):
     result = run_module("sweep.search.workers", "2", "+search=smoke", f"hydra.sweep.dir={tmp_path / 'search'}",
                         "hydra.sweeper.sampler=bogus", cwd=REPO)
-    assert one_error_line(result) == "error: hydra.sweeper.sampler='bogus' is not one of tpe, nsgaii, random, grid"
+    assert one_error_line(result) == ("error: hydra.sweeper.sampler='bogus' is not one of tpe, nsgaii, random, grid, "
+                                      "coordinate")
 
 
 def test_redact_hides_every_password_form():
