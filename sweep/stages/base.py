@@ -104,17 +104,14 @@ class Stage:
     inputs: tuple[Input, ...] = ()
     outputs: tuple[str, ...] = ()
     cache_key: tuple[str, ...] | None = None
+    # The key's settings less those that cannot change the output (how the work is done; features left off), so
+    # that raising a teacher's concurrency or adding a setting that is off by default keeps cached work valid.
+    key_settings: Callable[[dict[str, Any]], dict[str, Any]] = lambda settings: settings
     key_extra: Callable[[TrialContext], dict[str, Any]] = lambda ctx: {}
     cacheable: Callable[[dict[str, Any]], bool] = lambda result: True
     restored: Callable[[TrialContext, dict[str, Any]], dict[str, Any]] | None = None  # after a cache hit
     finish: Callable[[TrialContext, Any], None] | None = None  # once the trial's stages are over, if this one ran
     needs_model: bool = False
-
-
-# Teacher settings that change how the work is done, not what comes out: not part of the traces' cache key,
-# so raising concurrency or moving the response cache does not redo a level's traces.
-OPERATIONAL_TEACHER_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_s", "backoff_max_s", "cache_dir",
-                            "api_key_env", "batch_size")
 
 
 def cache_parts(cfg: DictConfig, stage: Stage, digests: Mapping[str, str], **extra: Any) -> dict[str, Any]:
@@ -123,9 +120,7 @@ def cache_parts(cfg: DictConfig, stage: Stage, digests: Mapping[str, str], **ext
     Upstream settings alone would let a filter run on a teacher outage's short traces be restored after
     the teacher recovers; the digest of ``traces.jsonl`` tells them apart.
     """
-    parts = {key: plain_values(cfg[key]) for key in stage.cache_key or ()}
-    if isinstance(parts.get("teacher"), dict):
-        parts["teacher"] = {k: v for k, v in parts["teacher"].items() if k not in OPERATIONAL_TEACHER_KEYS}
+    parts = stage.key_settings({key: plain_values(cfg[key]) for key in stage.cache_key or ()})
     return {**parts, "inputs": dict(digests), **extra}
 
 

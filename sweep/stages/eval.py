@@ -63,7 +63,8 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     counter = TokenCounter(student.path)
     backend, why = choose_backend(settings.backend, hardware.device)
     log.info("eval: backend %s (%s)", backend, why)
-    generator = _vllm_generator(student, model_cfg, settings.vllm_engine_args, sampling_cfg, hardware, seed) if backend == "vllm" else None
+    generator = (_vllm_generator(student, model_cfg, settings.vllm_engine_args, sampling_cfg, hardware, seed)
+                 if backend == "vllm" else None)
     runner, began = InferenceModel(None, "vLLM"), time.perf_counter()
     if generator is None:
         runner = inference_model(student.model, hardware.device, hardware.precision)

@@ -26,6 +26,10 @@ from training.teachers.base import run_teacher
 log = logging.getLogger(__name__)
 
 TRACES_FILE = "traces.jsonl"
+# Teacher settings that change how the work is done, not what comes out: not part of the traces' cache key,
+# so raising concurrency or moving the response cache does not redo a level's traces.
+OPERATIONAL_TEACHER_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_s", "backoff_max_s", "cache_dir",
+                            "api_key_env", "batch_size")
 
 
 def build_teacher(cfg: DictConfig) -> tuple[Any, int]:
@@ -62,6 +66,13 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def key_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    teacher = settings.get("teacher")
+    if not isinstance(teacher, dict):
+        return settings
+    return {**settings, "teacher": {k: v for k, v in teacher.items() if k not in OPERATIONAL_TEACHER_KEYS}}
+
+
 def record(result: dict[str, Any]) -> dict[str, Any]:
     """Only errors that may recur differently (failed requests) make the traces incomplete; a problem the
     reference teacher cannot render fails the same way every time."""
@@ -79,6 +90,6 @@ PROBLEMS = Input("problems", lambda ctx, stage: ctx.splits.train,
 STAGE = Stage(
     name="traces", run=run, record=record, settings={"data": DataSettings, "teacher": None},
     inputs=(PROBLEMS,), outputs=(TRACES_FILE,),
-    cache_key=("data", "teacher", "level", "seed"),
+    cache_key=("data", "teacher", "level", "seed"), key_settings=key_settings,
     cacheable=lambda result: result["retryable_errors"] == 0,
 )
