@@ -23,8 +23,9 @@ def train_and_save(student: Student, rows: Sequence[Mapping[str, Any]], model_cf
                    report_to: Sequence[str] = (), save: bool = True) -> dict[str, Any]:
     """Train a LoRA adapter on ``rows`` and save it (weights and tokenizer) to ``run_dir/adapter``.
 
-    ``save=False`` is for the ranks other than 0 of a data-parallel run: they hold the same weights, and one
-    writer per folder keeps the adapter whole.
+    With a validation split and ``train.load_best_model_at_end``, the adapter saved is the best-validated one
+    (:mod:`training.sft.early_stopping`). ``save=False`` is for the ranks other than 0 of a data-parallel run:
+    they hold the same weights, and one writer per folder keeps the adapter whole.
     """
     model, summary = train_adapter(rows, student.model, student.tokenizer, train_cfg, hardware, run_dir / TRAINER_DIR,
                                    chat_template_kwargs=model_cfg.get("chat_template_kwargs"), report_to=report_to)
@@ -39,5 +40,6 @@ def train_and_save(student: Student, rows: Sequence[Mapping[str, Any]], model_cf
         replace_atomically(adapter_dir, save_to)
         log.info("train: adapter saved to %s", adapter_dir)
     student.model, student.adapter = model, str(adapter_dir)
-    summary.update(n_train=len(rows), adapter=str(adapter_dir))
+    # n_train: the rows trained on; a validation split (train.val_fraction) is counted apart, as n_val.
+    summary.update(n_train=len(rows) - summary.get("n_val", 0), adapter=str(adapter_dir))
     return summary

@@ -21,6 +21,13 @@ from training.config.schema import LR_SCHEDULERS, QuantSettings, TrainSettings  
 from training.config.settings import read_setting, read_settings
 from training.models.hardware import Hardware
 from training.models.lm_head import supports_masked_head, use_masked_lm_head
+from training.sft.early_stopping import (
+    by_length,
+    split_validation,
+    stopping_callbacks,
+    validation_options,
+    validation_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +86,13 @@ def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Pat
     from trl import SFTConfig
 
     settings = _trainer_settings(cfg)
+    # Evaluation and checkpoints of the validation split (early stopping); none without one.
+    saving = {"save_strategy": "no",  # the adapter is saved once, by us, with its model card
+              **validation_options(read_settings(TrainSettings, cfg, "train"))}
     return SFTConfig(
         output_dir=str(output_dir),
         **{key: value for key, value in settings.items() if key != "group_by_length"},
+        **saving,
         data_seed=settings["seed"],
         logging_nan_inf_filter=False,  # a NaN loss must reach our callback, not be averaged away
         # Batches of rows of similar length (shuffled mega-batches sorted by length, drawn from the seeded RNG, so
@@ -92,7 +103,6 @@ def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Pat
         # norms, embeddings and so the residual stream in fp32, and the NF4 weights dequantise to bf16.
         bf16=hardware.precision == "bf16",
         fp16=hardware.precision == "fp16",
-        save_strategy="no",  # the adapter is saved once, by us, with its model card
         report_to=list(report_to) or "none",
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -173,7 +183,11 @@ def _finite_loss_callback():
 def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapping[str, Any], hardware: Hardware,
                   work_dir: Path, *, chat_template_kwargs: Mapping[str, Any] | None = None,
                   report_to: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
-    """LoRA-train ``model`` (already quantised or not) on prompt/completion ``rows``; return the PEFT model."""
+    """LoRA-train ``model`` (already quantised or not) on prompt/completion ``rows``; return the PEFT model.
+
+    With ``train.val_fraction`` > 0 a seeded share of the rows' problems is held out and validated on, and
+    training may stop early (:mod:`training.sft.early_stopping`); the summary then says how.
+    """
     from datasets import Dataset
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
@@ -181,9 +195,8 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
 
     if not rows:
         raise TrainingError("no training rows: the filter kept no trace (see filter_report.json)")
-    records = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
-    if chat_template_kwargs:
-        records = [{**r, "chat_template_kwargs": dict(chat_template_kwargs)} for r in records]
+    settings = read_settings(TrainSettings, cfg, "train")
+    rows, val_rows = split_validation(rows, settings.val_fraction, settings.seed)
     args = build_sft_config(cfg, hardware, work_dir, report_to)
     # LoRA's A matrices are drawn at get_peft_model, before the Trainer seeds anything: seed here, or a
     # trial's result depends on what ran before it in the process (a multirun's earlier jobs).
@@ -191,8 +204,11 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.activation_checkpointing)
     model = get_peft_model(model, build_peft_config(cfg))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
-                         callbacks=[_finite_loss_callback()])
+    train_set = Dataset.from_list(sft_records(rows, chat_template_kwargs))
+    val_set = Dataset.from_list(sft_records(by_length(val_rows), chat_template_kwargs)) if val_rows else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+                         processing_class=tokenizer,
+                         callbacks=[_finite_loss_callback(), *stopping_callbacks(settings)])
     if hardware.device == "cpu" and supports_masked_head(model.get_base_model()):
         use_masked_lm_head(model.get_base_model())  # TRL's fused head is a GPU kernel; its CPU fallback was half a step
     start = time.perf_counter()
@@ -201,6 +217,8 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
     if not math.isfinite(result.training_loss):
         raise TrainingError(f"training ended with loss {result.training_loss}")
     tokens = int(sum(len(x) for x in trainer.train_dataset["input_ids"])) * float(cfg["epochs"])
+    if trainer.state.global_step < trainer.state.max_steps:  # stopped early: the share of the planned steps that ran
+        tokens *= trainer.state.global_step / trainer.state.max_steps
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     trainable, total = model.get_nb_trainable_parameters()
     summary = {
@@ -212,7 +230,21 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
         "trainable_parameters": int(trainable),
         "total_parameters": int(total),
         "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        # With a validation split only: a default trial's record keeps exactly the keys it had.
+        **(validation_summary(trainer.state, len(val_rows)) if val_rows else {}),
     }
     log.info("train: %d rows, %d steps in %.1fs (%.0f tokens/s), loss %.4f -> %s", len(rows), summary["steps"],
              seconds, summary["train_tokens_per_second"] or 0, summary["train_loss"], summary["final_loss"])
+    if val_rows:
+        log.info("train: validation loss %s; best %.4f at step %s%s", [e["loss"] for e in summary["val_loss_history"]],
+                 summary["best_val_loss"], summary["best_step"], ", stopped early" if summary["stopped_early"] else "")
     return model, summary
+
+
+def sft_records(rows: Sequence[Mapping[str, Any]],
+                chat_template_kwargs: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """TRL's conversational prompt/completion rows (the chat template's kwargs on each row, if any)."""
+    records = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    if chat_template_kwargs:
+        records = [{**r, "chat_template_kwargs": dict(chat_template_kwargs)} for r in records]
+    return records
