@@ -100,3 +100,22 @@ def test_a_second_worker_on_the_same_key_waits_and_restores(tmp_path, caplog):
     first.join(30), second.join(30)
     assert results["a"]["cache"] == "miss" and results["b"]["cache"] == "hit"
     assert results["b"]["computed_seconds"] == 9.0 and (tmp_path / "b" / "adapter.bin").read_text() == "weights"
+
+
+def test_settings_that_cannot_change_a_stage_output_stay_out_of_its_key():
+    from sweep.stages.base import cache_parts
+    from sweep.stages.traces import STAGE as TRACES
+    from sweep.stages.train import STAGE as TRAIN
+    from tests.conftest import compose_config
+
+    def key(stage, *overrides):
+        return cache_parts(compose_config("+level=4", "teacher=openai", "teacher.model=m", *overrides), stage, {})
+
+    # How the teacher's work is done, and early-stopping settings while there is no validation split.
+    assert key(TRACES) == key(TRACES, "teacher.concurrency=2", "teacher.max_retries=9")
+    assert key(TRAIN) == key(TRAIN, "train.eval_steps=7", "train.load_best_model_at_end=false")
+    assert "eval_steps" not in key(TRAIN)["train"] and "lora_r" in key(TRAIN)["train"]
+    # What does change the output does change the key.
+    assert key(TRACES) != key(TRACES, "teacher.temperature=0.2")
+    assert key(TRAIN) != key(TRAIN, "train.val_fraction=0.1")
+    assert key(TRAIN, "train.val_fraction=0.1") != key(TRAIN, "train.val_fraction=0.1", "train.eval_steps=7")

@@ -44,8 +44,8 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     if hardware.num_processes > 1:
         summary = train_distributed(rows_path, plain_values(cfg.model), plain_values(cfg.train), hardware,
                                     ctx.run_dir, base_path=model_path(cfg.model))
-        # Trained in the workers: the loss curve still belongs in this trial's W&B run.
-        ctx.tracker.log_train_history(summary.get("loss_history") or [])
+        # Trained in the workers: the loss curves still belong in this trial's W&B run.
+        ctx.tracker.log_train_history(summary.get("loss_history") or [], summary.get("val_loss_history") or [])
         summary["adapter"] = str(ctx.run_dir / ADAPTER_DIR)  # as this trial names it, not the workers' path
         return summary
     student = load_student(cfg.model, cfg.train, hardware)
@@ -53,6 +53,19 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     student.model = None
     release_memory()
     return summary
+
+
+# Settings that do nothing without a validation split: out of the key then, so adapters cached before early
+# stopping existed (or trained with it off) still hit.
+EARLY_STOPPING_KEYS = ("val_fraction", "early_stopping_patience", "early_stopping_threshold", "eval_steps",
+                       "load_best_model_at_end")
+
+
+def key_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    train = settings["train"]
+    if train.get("val_fraction"):
+        return settings
+    return {**settings, "train": {k: v for k, v in train.items() if k not in EARLY_STOPPING_KEYS}}
 
 
 def key_extra(ctx: TrialContext) -> dict[str, Any]:
@@ -63,9 +76,9 @@ def key_extra(ctx: TrialContext) -> dict[str, Any]:
 
 
 def restored(ctx: TrialContext, summary: dict[str, Any]) -> dict[str, Any]:
-    """A cache hit: the loss curve of the trial that trained it goes into this one's W&B run, and this trial's
+    """A cache hit: the loss curves of the trial that trained it go into this one's W&B run, and this trial's
     wall time is the copy (the training's own time stays in ``computed_seconds``)."""
-    ctx.tracker.log_train_history(summary.get("loss_history") or [])
+    ctx.tracker.log_train_history(summary.get("loss_history") or [], summary.get("val_loss_history") or [])
     return {**summary, "adapter": str(ctx.run_dir / ADAPTER_DIR), "computed_seconds": summary["train_seconds"],
             "train_seconds": summary["seconds"]}
 
@@ -94,6 +107,7 @@ STAGE = Stage(
     name="train", run=run, record=record,
     settings={"model": ModelSettings, "hardware": HardwareSettings, "train": TrainSettings},
     inputs=(file_input("filtered", FILTERED_FILE, producer="filter", override="train.data_path"),),
-    outputs=(ADAPTER_DIR,), cache_key=("train", "model"), key_extra=key_extra, restored=restored,
+    outputs=(ADAPTER_DIR,), cache_key=("train", "model"), key_settings=key_settings, key_extra=key_extra,
+    restored=restored,
     finish=write_card, needs_model=True,
 )

@@ -33,6 +33,8 @@ from training.grading.answers import EXTRACTORS
 from training.grading.completions import THINK_CLOSE, THINK_OPEN
 
 DATA_SOURCES = ("package", "hub", "files")
+TASK_TYPE_RULES = ("calculator_steps",)
+ANSWER_FORMATS = ("number", "latex")  # latex: golds stay LaTeX, graded by math-verify (data=math500)
 MODEL_SOURCES = ("hub", "gguf", "tiny")
 SELECTIONS = ("all", "shortest")
 QUANTIZATIONS = ("nf4", "none")
@@ -58,6 +60,11 @@ def _modules(value: Any, key: str) -> str | list[str]:
     return names
 
 
+def _task_type_rule(value: Any, key: str) -> str | None:
+    """null, or how to derive a task type the data set has no column for (GSM8K: its calculator steps)."""
+    return None if value is None else choice(TASK_TYPE_RULES)(value, key)
+
+
 def _warmup(value: Any, key: str) -> float:
     """Steps (>= 1) or a fraction of all steps (< 1); null reads as 0."""
     return as_float(value or 0, key, low=0, allowed="a number >= 0 (steps, or a fraction of all steps below 1)")
@@ -79,12 +86,15 @@ def _url(value: Any, key: str) -> str:
 class EvalFromSettings:
     """``data.eval_from``: another data set's eval problems; only its source and fields count."""
     source: str = setting(choice(DATA_SOURCES))
+    answer_format: str = setting(choice(ANSWER_FORMATS), "number")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DataSettings:
     """``data``: the source and the subset sizes (its files, splits and fields are the loader's to read)."""
     source: str = setting(choice(DATA_SOURCES))
+    answer_format: str = setting(choice(ANSWER_FORMATS), "number")
+    task_type_from: str | None = setting(_task_type_rule, None)  # null: the fields.task_type column, if any
     n_train: int | None = setting(integer(0, null=True), None)  # null: every problem
     n_eval: int | None = setting(integer(0, null=True), None)
     seed: int = setting(integer(0), 0)
@@ -167,6 +177,18 @@ class TrainSettings(QuantSettings):
     completion_only_loss: bool = setting(flag(), True)  # false: loss on prompt and completion alike
     group_by_length: bool = setting(flag(), True)
     seed: int = setting(integer(0))
+    # Early stopping (training/sft/early_stopping.py): a seeded share of the training problems held out as a
+    # validation split, evaluated every eval_steps optimizer steps. 0: no split, no evaluation during training.
+    val_fraction: float = setting(number(0, 1, high_open=True), 0.0)
+    early_stopping_patience: int | None = setting(integer(1, null=True), None)  # null: never stop early
+    early_stopping_threshold: float = setting(number(0), 0.0)  # an improvement must exceed this to count
+    eval_steps: int = setting(integer(1), 5)
+    load_best_model_at_end: bool = setting(flag(), True)  # the adapter saved is the best-validated one
+
+    def check(self, group: str) -> None:
+        if self.early_stopping_patience is not None and self.val_fraction == 0:
+            raise ConfigError(f"{group}.early_stopping_patience={self.early_stopping_patience} needs a validation "
+                              f"split: set {group}.val_fraction in (0, 1), or the patience to null")
 
 
 @dataclass(frozen=True, kw_only=True)
