@@ -47,7 +47,13 @@ from sweep.search.study import (
 )
 from sweep.search.summary_csv import SUMMARY_CSV, row_from_trial, write_summary
 from sweep.search.sweeper_settings import (  # noqa: F401 - SAMPLERS and the rest are re-exported
-    SAMPLERS, ask_seed, build_sampler, check_settings, redact_config, search_finished)
+    SAMPLERS,
+    ask_seed,
+    build_sampler,
+    check_settings,
+    redact_config,
+    search_finished,
+)
 from sweep.search.sweeper_trials import BASELINE_DIR, claim, enqueue_grid, fail, log_report, read_outcome, reuse  # noqa: F401
 from sweep.trial_record import HEADLINE_METRICS
 from training.common.atomic import file_lock
