@@ -23,17 +23,16 @@ def tokenizer_identity(tokenizer: Any) -> str:
     return f"{type(tokenizer).__name__}:{getattr(tokenizer, 'name_or_path', '')}:{len(tokenizer)}:{template}"
 
 
+def _save_identity(pickler: Any, obj: Any) -> None:
+    pickler.save_reduce(str, (tokenizer_identity(obj),), obj=obj)
+
+
 def register_cheap_fingerprint(tokenizer: Any) -> None:
     """Hash ``tokenizer``'s class by :func:`tokenizer_identity` in ``datasets``' fingerprints (a no-op if the
-    private hook that ``datasets`` 5 uses is gone)."""
+    private hook that ``datasets`` 5 uses is gone). Replaces the reducer ``datasets`` registers for the class
+    the first time it hashes one, so it takes effect whatever was hashed before."""
     try:
-        from datasets.utils._dill import Pickler, pklregister
+        from datasets.utils._dill import Pickler
     except ImportError:  # a datasets release without it: fingerprints stay exact, only slower
         return
-    kind = type(tokenizer)
-    if kind in Pickler.dispatch:
-        return
-
-    @pklregister(kind)
-    def _save(pickler, obj) -> None:
-        pickler.save_reduce(str, (tokenizer_identity(obj),), obj=obj)
+    Pickler.dispatch[type(tokenizer)] = _save_identity
