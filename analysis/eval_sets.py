@@ -50,8 +50,8 @@ class EvalSets:
                 f"left out of the paired tests: {left}")
 
 
-def read_results(trial: Trial) -> dict[str, bool]:
-    """``problem id -> correct`` from the trial's ``eval_samples.jsonl``, by the flag its accuracy follows.
+def read_samples(trial: Trial) -> tuple[str, list[dict]]:
+    """The trial's ``eval_samples.jsonl`` rows, checked for pairing, and the flag its accuracy follows.
 
     Raises :class:`CotParetoError` saying why the file cannot be used.
     """
@@ -67,22 +67,28 @@ def read_results(trial: Trial) -> dict[str, bool]:
         rows = read_jsonl(path)
     except (CotParetoError, OSError, UnicodeDecodeError) as err:
         raise CotParetoError(f"{SAMPLES_FILE} unreadable: {err}") from None
-    results: dict[str, bool] = {}
+    seen: set[str] = set()
     for number, row in enumerate(rows, start=1):
         if row.get("id") is None or flag not in row:
             raise CotParetoError(f"{SAMPLES_FILE} row {number} lacks 'id' or '{flag}'")
         key = str(row["id"])
-        if key in results:
+        if key in seen:
             raise CotParetoError(f"{SAMPLES_FILE} grades problem {key!r} twice")
-        results[key] = bool(row[flag])
-    if not results:
+        seen.add(key)
+    if not rows:
         raise CotParetoError(f"{SAMPLES_FILE} is empty")
     # A re-evaluation that rewrote one file but not the other would pair the wrong results.
-    accuracy = sum(results.values()) / len(results)
+    accuracy = sum(bool(row[flag]) for row in rows) / len(rows)
     if abs(accuracy - trial.accuracy) > 5e-4:
         raise CotParetoError(f"{SAMPLES_FILE} gives accuracy {accuracy:.4f} ({flag}), "
                              f"metrics.json says {trial.accuracy:.4f}")
-    return results
+    return flag, rows
+
+
+def read_results(trial: Trial) -> dict[str, bool]:
+    """``problem id -> correct`` from the trial's ``eval_samples.jsonl``, by the flag its accuracy follows."""
+    flag, rows = read_samples(trial)
+    return {str(row["id"]): bool(row[flag]) for row in rows}
 
 
 def eval_sets(trials: Sequence[Trial]) -> EvalSets:

@@ -15,12 +15,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.eval_sets import CORRECT_FLAG, SAMPLES_FILE, eval_sets
+from analysis.eval_sets import SAMPLES_FILE, eval_sets, read_samples
 from analysis.paired import PairedResult, compare
 from analysis.paired_table import DEFAULT_MARGIN, p_text
 from analysis.trials import Trial
 from training.common.errors import CotParetoError
-from training.common.jsonl import read_jsonl
 
 MIN_PROBLEMS = 20  # fewer problems of a type than this: its choice is reported, but as too few to decide
 
@@ -79,8 +78,7 @@ class Routing:
 
 def read_setting(trial: Trial) -> Setting:
     """The trial's per-problem results and task types; CotParetoError says why they cannot be used."""
-    flag = CORRECT_FLAG.get(trial.accuracy_extractor, "correct")
-    rows = read_jsonl(trial.run_dir / SAMPLES_FILE)
+    flag, rows = read_samples(trial)
     results, types = {}, {}
     for number, row in enumerate(rows, start=1):
         if row.get("task_type") is None:
