@@ -39,9 +39,8 @@ def _lora_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "target_modules": settings.target_modules}
 
 
-def _trainer_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The SFTConfig values of the ``train`` group, read through its schema."""
-    settings = read_settings(TrainSettings, cfg, "train")
+def _trainer_settings(settings: TrainSettings) -> dict[str, Any]:
+    """The SFTConfig values of the ``train`` group's typed settings."""
     return {
         "num_train_epochs": settings.epochs,
         "per_device_train_batch_size": settings.batch_size,
@@ -86,10 +85,11 @@ def build_peft_config(cfg: Mapping[str, Any]):
 def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Path, report_to: Sequence[str] = ()):
     from trl import SFTConfig
 
-    settings = _trainer_settings(cfg)
+    train = read_settings(TrainSettings, cfg, "train")
+    settings = _trainer_settings(train)
     # Evaluation and checkpoints of the validation split (early stopping); none without one.
     saving = {"save_strategy": "no",  # the adapter is saved once, by us, with its model card
-              **validation_options(read_settings(TrainSettings, cfg, "train"))}
+              **validation_options(train)}
     return SFTConfig(
         output_dir=str(output_dir),
         **{key: value for key, value in settings.items() if key != "group_by_length"},
