@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 from sweep.cli import available_levels
 from sweep.config_check import check_config
 from sweep.memory import peak_rss, release_process_memory, reset_peak_rss
-from sweep.run_record import METRICS_FILE, reserve_metrics, write_metrics
-from sweep.stages import MODEL_STAGES, PLAN, STAGES, resolve_stages
+from sweep.run_record import reserve_metrics, write_metrics
+from sweep.stages import MODEL_STAGES, PLAN, resolve_stages
 from sweep.stages.base import Stage, TrialContext, run_stage
 from sweep.tracking import wandb_run
 from sweep.trial_record import COMPLETED, TrialRecord
@@ -29,7 +29,7 @@ from training.data.levels import level_from_config
 from training.data.problems import load_problems
 from training.models.hardware import apply_threads, resolve_hardware
 
-__all__ = ["METRICS_FILE", "STAGES", "resolve_stages", "run_pipeline"]
+__all__ = ["run_pipeline"]
 
 log = logging.getLogger(__name__)
 
