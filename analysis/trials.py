@@ -45,6 +45,11 @@ class Trial:
     model: str | None
     data: str | None
     accuracy_extractor: str = "flexible"  # which eval_samples.jsonl flag ``accuracy`` counts
+    thinking: str = "on"  # "off": evaluated in no-think mode (eval.thinking), its own series in plots
+
+    @property
+    def no_think(self) -> bool:
+        return self.thinking == "off"
 
     @property
     def point(self) -> tuple[float, float]:
@@ -52,7 +57,8 @@ class Trial:
 
     @property
     def label(self) -> str:
-        return f"base (L{self.level} prompt)" if self.baseline else f"L{self.level}"
+        name = f"base (L{self.level} prompt)" if self.baseline else f"L{self.level}"
+        return f"{name} no-think" if self.no_think else name
 
 
 @dataclass
@@ -125,6 +131,7 @@ def trial_from_metrics(metrics: dict[str, Any], series: str, name: str, run_dir:
         model=record.model or (config.get("model") or {}).get("name"),
         data=(record.data or {}).get("name") or (config.get("data") or {}).get("name"),
         accuracy_extractor=scores.get("accuracy_extractor") or "flexible",
+        thinking=scores.get("thinking") or "on",
     )
 
 

@@ -21,6 +21,8 @@ THROUGHPUT = ("eval_seconds", "eval_tokens_per_second", "eval_prefill_tokens_per
               "eval_decode_tokens_per_second")
 # Copied from the eval stage's results to the top level of metrics.json, where analysis and sweeps read them.
 HEADLINE_METRICS = SCORES + THROUGHPUT
+# How the headline metrics were measured: which extractor ``accuracy`` counts, and the thinking mode (on/off).
+EVAL_MODE = ("accuracy_extractor", "thinking")
 
 
 @dataclass
@@ -79,6 +81,6 @@ class TrialRecord:
         if known.get("eval") is None and any(key in metrics for key in HEADLINE_METRICS):
             # A flat record (an Optuna trial's user attributes, or a hand-made metrics.json): its headline
             # metrics, and which extractor its accuracy counts, are all there is of its evaluation.
-            known["eval"] = {key: metrics[key] for key in (*HEADLINE_METRICS, "accuracy_extractor") if key in metrics}
+            known["eval"] = {key: metrics[key] for key in (*HEADLINE_METRICS, *EVAL_MODE) if key in metrics}
         resources = {key: value for key, value in metrics.items() if key.startswith("peak_rss")}
         return cls(**{"run_dir": "", **known}, resources=resources)

@@ -55,7 +55,7 @@ from sweep.search.sweeper_settings import (  # noqa: F401 - SAMPLERS and the res
     search_finished,
 )
 from sweep.search.sweeper_trials import BASELINE_DIR, claim, enqueue_grid, fail, log_report, read_outcome, reuse  # noqa: F401
-from sweep.trial_record import HEADLINE_METRICS
+from sweep.trial_record import EVAL_MODE, HEADLINE_METRICS
 from training.common.atomic import file_lock
 from training.common.errors import ConfigError, CotParetoError
 from training.models.hardware import usable_cores
@@ -232,7 +232,9 @@ class ParetoSweeper(Sweeper):
         for (trial, _), result in zip(jobs, results):
             values, error, summary = read_outcome(sweep_dir / f"trial_{trial.number:04d}", result, metrics)
             kept = ("level", *metrics, *HEADLINE_METRICS, "n_train", "train_seconds")
-            trial.set_user_attr("metrics", {key: summary[key] for key in kept if key in summary})
+            # How the scores were measured (extractor, thinking mode) lives in the eval record: kept beside them.
+            measured = {key: value for key, value in (summary.get("eval") or {}).items() if key in EVAL_MODE}
+            trial.set_user_attr("metrics", {**{key: summary[key] for key in kept if key in summary}, **measured})
             if error is not None:
                 fail(study, trial, error)
                 continue
