@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from sweep.cli import override_key
-from sweep.run_record import METRICS_FILE, UNREADABLE, read_metrics
+from sweep.run_record import METRICS_FILE, NO_THINK_DIR, UNREADABLE, read_metrics
 from sweep.search.storage import redact
 from sweep.trial_record import TrialRecord
 from training.common.errors import CotParetoError
@@ -139,9 +139,26 @@ def _has_scores(metrics: dict[str, Any]) -> bool:
     return all(metrics.get(key) is not None for key in ("accuracy", "mean_think_tokens"))
 
 
-def _trial_from_run(run_dir: Path, metrics: dict[str, Any], series: str) -> Trial:
+def _trial_from_run(run_dir: Path, metrics: dict[str, Any], series: str, name: str | None = None) -> Trial:
     params = params_from_overrides(_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
-    return trial_from_metrics(metrics, series, run_dir.name, run_dir, params, _yaml(run_dir / ".hydra" / "config.yaml"))
+    return trial_from_metrics(metrics, series, name or run_dir.name, run_dir, params,
+                              _yaml(run_dir / ".hydra" / "config.yaml"))
+
+
+def _name(run_dir: Path, root: Path) -> str:
+    """A run dir's name in its sweep: ``trial_0003``, or ``trial_0003/no_think`` for the no-think record of
+    ``eval.thinking=both``, which lives inside its trial's run dir."""
+    relative = run_dir.relative_to(root) if run_dir != root else Path(run_dir.name)
+    return relative.as_posix()
+
+
+def _no_think_twin(run_dir: Path | None) -> Path | None:
+    """The no-think run dir of a trial evaluated with ``eval.thinking=both``, if it completed."""
+    if run_dir is None:
+        return None
+    twin = run_dir / NO_THINK_DIR
+    metrics = read_metrics(twin) if (twin / METRICS_FILE).is_file() else {}
+    return twin if metrics.get("status") == "completed" and _has_scores(metrics) else None
 
 
 def collect_dir(root: Path, series: str | None = None) -> Collection:
@@ -159,7 +176,7 @@ def collect_dir(root: Path, series: str | None = None) -> Collection:
         elif status != "completed" or not _has_scores(metrics):
             collection.skipped["incomplete" if status != "completed" else "without eval"] += 1
         else:
-            collection.trials.append(_trial_from_run(run_dir, metrics, collection.series))
+            collection.trials.append(_trial_from_run(run_dir, metrics, collection.series, _name(run_dir, root)))
     return collection
 
 
@@ -195,9 +212,14 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
             run_dir = Path(attrs["run_dir"]) if attrs.get("run_dir") else None
             config = _yaml(run_dir / ".hydra" / "config.yaml") if run_dir else None
             params = {key.lstrip("+"): str(value) for key, value in trial.params.items()}
-            collection.trials.append(trial_from_metrics(metrics, collection.series, f"trial_{trial.number:04d}",
+            name = f"trial_{trial.number:04d}"
+            collection.trials.append(trial_from_metrics(metrics, collection.series, name,
                                                         run_dir if run_dir and run_dir.is_dir() else None,
                                                         params, config))
+            twin = _no_think_twin(run_dir)  # not a trial of the study: the same adapter, evaluated thinking off
+            if twin is not None:
+                collection.trials.append(_trial_from_run(twin, read_metrics(twin), collection.series,
+                                                         f"{name}/{NO_THINK_DIR}"))
     # The sweeper's baseline run is not a trial of the study: it lives beside the trials' run dirs.
     sweep_dirs = {Path(t.user_attrs["run_dir"]).parent for t in study.get_trials(deepcopy=False)
                   if t.user_attrs.get("run_dir")} | ({Path(storage).parent} if "://" not in storage else set())
@@ -205,6 +227,10 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
         metrics = read_metrics(sweep_dir / "baseline")
         if metrics.get("status") == "completed" and _has_scores(metrics):
             collection.trials.append(_trial_from_run(sweep_dir / "baseline", metrics, collection.series))
+            twin = _no_think_twin(sweep_dir / "baseline")
+            if twin is not None:
+                collection.trials.append(_trial_from_run(twin, read_metrics(twin), collection.series,
+                                                         f"baseline/{NO_THINK_DIR}"))
             break
     return collection
 

@@ -22,6 +22,8 @@ from sweep.trial_record import RUNNING as TRIAL_RUNNING
 from training.common.jsonl import write_json
 
 METRICS_FILE = "metrics.json"
+# eval.thinking=both: the run dir of the no-think evaluation, inside its trial's run dir
+NO_THINK_DIR = "no_think"
 RUNNING = TRIAL_RUNNING  # no metrics.json yet, or the record reserved at the start
 UNREADABLE = "unreadable"  # a metrics.json that is not a JSON object
 

@@ -69,14 +69,18 @@ class Tracker:
         for entry in val_history:
             self.run.log({"eval/loss": entry["loss"], "train/global_step": entry["step"]})
 
-    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+    def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "eval") -> None:
+        """Charts under ``prefix/``; the summary under the plain names for ``eval`` (the trial's headline
+        evaluation), else under ``prefix/`` too (the no-think evaluation of ``eval.thinking=both``)."""
         if self.run is None:
             return
-        scalars = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        scalars = {f"{prefix}/{k}": v for k, v in metrics.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
         self.run.log(scalars)
-        self.run.summary.update({k: v for k, v in metrics.items() if isinstance(v, int | float | str | list)})
+        self.run.summary.update({(k if prefix == "eval" else f"{prefix}/{k}"): v for k, v in metrics.items()
+                                 if isinstance(v, int | float | str | list)})
 
-    def log_samples(self, rows: Sequence[Mapping[str, Any]], limit: int) -> None:
+    def log_samples(self, rows: Sequence[Mapping[str, Any]], limit: int, prefix: str = "eval") -> None:
         if self.run is None or not rows:
             return
         import wandb
@@ -84,7 +88,7 @@ class Tracker:
         table = wandb.Table(columns=list(SAMPLE_COLUMNS))
         for row in rows[:limit]:
             table.add_data(*[row.get(col) for col in SAMPLE_COLUMNS])
-        self.run.log({"eval/samples": table})
+        self.run.log({f"{prefix}/samples": table})
 
 
 @contextmanager

@@ -208,3 +208,27 @@ def test_unloadable_model_fails_and_closes_the_wandb_run(tmp_path):
                   "adapter=none")
     assert_failed(tmp_path, "cannot load")
     assert wandb.run is None  # finished, with exit code 1, not left open
+
+
+def test_no_think_mix_trains_and_both_thinking_modes_give_two_records(tmp_path):
+    from analysis.trials import load_trials
+
+    summary = run_trial(tmp_path, "train.no_think_fraction=0.25", "eval.thinking=both", "data.n_eval=8",
+                        "wandb.mode=disabled")
+    train = summary["train"]
+    assert train["n_no_think"] == round(0.25 * summary["n_train"]) > 0
+    assert train["no_think_form"] == "chat template (enable_thinking=False)"  # Qwen3's template has the switch
+    on = summary["eval"]
+    assert on["thinking"] == "on" and on["no_think_run"] == "no_think"
+    off_record = json.loads((tmp_path / "no_think" / "metrics.json").read_text())
+    off = off_record["eval"]
+    assert off_record["status"] == "completed" and off["thinking"] == "off" and off["n_eval"] == 8
+    assert off_record["run_dir"] == str(tmp_path / "no_think") and off_record["train"] == train
+    # The template writes the empty think block into the prompt: whatever the model writes after it, it thought
+    # for nothing (a second block would be a format error, not think tokens).
+    assert off["mean_think_tokens"] == 0 and off_record["mean_think_tokens"] == 0
+    rows = read_jsonl(tmp_path / "no_think" / "eval_samples.jsonl")
+    assert len(rows) == 8 and [r["id"] for r in rows] == [r["id"] for r in read_jsonl(tmp_path / "eval_samples.jsonl")]
+    trials = {t.name: t for t in load_trials(str(tmp_path)).trials}
+    assert {name: t.thinking for name, t in trials.items()} == {tmp_path.name: "on", "no_think": "off"}
+    assert trials["no_think"].label == "L4 no-think"

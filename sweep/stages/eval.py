@@ -1,18 +1,24 @@
 """Stage ``eval``: the student, with the trial's adapter (or none: the baseline), answers the eval problems.
 
 Reads: the eval problems (``data``), and the adapter: ``adapter/`` from ``train``, else ``adapter=PATH``,
-or none with ``adapter=none``. Writes: ``eval_samples.jsonl`` (one row per problem) and ``eval_results.json``.
+or none with ``adapter=none``. Writes: ``eval_samples.jsonl`` (one row per problem) and ``eval_results.json``;
+with ``eval.thinking=both`` also ``no_think/``, a run dir of the same trial evaluated with thinking off.
 Never cached: it is the measurement. Its result is the trial's headline metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from sweep.run_record import NO_THINK_DIR, write_metrics
 from sweep.stages.base import Input, Stage, TrialContext
+from sweep.trial_record import COMPLETED, TrialRecord
 from training.common.errors import ConfigError
 from training.common.jsonl import write_json, write_jsonl
 from training.config.schema import (
@@ -53,8 +59,12 @@ def adapter_source(ctx: TrialContext, stage: str) -> Path | None:
     return Path(adapter)
 
 
-def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate; write the per-problem samples and the aggregate results; log both to the trial's W&B run."""
+def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Evaluate in each thinking mode of ``eval.thinking``; write each mode's per-problem samples and aggregate
+    results (the no-think ones of ``both`` in :data:`NO_THINK_DIR`); log them to the trial's W&B run.
+
+    Returns the metrics by mode ("on", "off"); the model is loaded once for both.
+    """
     cfg, hardware, problems = ctx.cfg, ctx.hardware, inputs["problems"]
     model_cfg, settings, sampling_cfg, seed = cfg.model, ctx.group("eval"), cfg.sampling, int(cfg.seed)
     student = load_student(model_cfg, cfg.train, hardware)
@@ -70,28 +80,69 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
         runner = inference_model(student.model, hardware.device, hardware.precision)
         log.info("eval: generating with %s", runner.note)
     setup_seconds = time.perf_counter() - began
-    rows, metrics = evaluate(
-        runner.model, student.tokenizer, problems, ctx.level, counter, generator=generator, autocast=runner.autocast,
-        share_prefix=settings.share_prefix, regroup_after=settings.regroup_after, sampling=sampling_cfg,
-        batch_size=settings.batch_size, stop_token_id=stop_token_id(student.tokenizer, model_cfg),
-        system=cfg.prompt.get("system"), n_shots=settings.n_shots, extractor=settings.extractor,
-        open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
-        chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed,
-    )
+    by_mode = {}
+    for mode in modes(settings.thinking):
+        rows, metrics = evaluate(
+            runner.model, student.tokenizer, problems, ctx.level, counter, generator=generator,
+            autocast=runner.autocast, share_prefix=settings.share_prefix, regroup_after=settings.regroup_after,
+            sampling=sampling_cfg, batch_size=settings.batch_size, stop_token_id=stop_token_id(student.tokenizer,
+                                                                                                 model_cfg),
+            system=cfg.prompt.get("system"), n_shots=settings.n_shots, extractor=settings.extractor,
+            open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
+            chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed, thinking=mode,
+        )
+        metrics.update(level=ctx.level.id, adapter=student.adapter, quantization=student.quantization,
+                       backend=backend, eval_compute=runner.note, eval_setup_seconds=round(setup_seconds, 3))
+        out_dir = ctx.run_dir / NO_THINK_DIR if settings.thinking == "both" and mode == "off" else ctx.run_dir
+        out_dir.mkdir(exist_ok=True)
+        write_jsonl(out_dir / EVAL_SAMPLES_FILE, rows)
+        write_json(out_dir / EVAL_RESULTS_FILE, {**metrics, "sampling": dict(sampling_cfg), "model": model_cfg["name"]})
+        log.info("eval: %s thinking %s: accuracy %.3f [%.3f, %.3f] (strict %.3f), think tokens mean %.1f, format "
+                 "errors %.1f%%, %.0f generated tokens/s (prefill %.0f, decode %.0f)", ctx.level.tag, mode,
+                 metrics["accuracy"], *metrics["accuracy_ci"], metrics["accuracy_strict"],
+                 metrics["mean_think_tokens"], 100 * metrics["format_error_rate"],
+                 metrics["eval_tokens_per_second"] or 0, metrics.get("eval_prefill_tokens_per_second") or 0,
+                 metrics.get("eval_decode_tokens_per_second") or 0)
+        prefix = "eval" if out_dir == ctx.run_dir else NO_THINK_DIR
+        ctx.tracker.log_metrics({**metrics, "n_train": ctx.results.get("train", {}).get("n_train", 0)}, prefix)
+        ctx.tracker.log_samples(rows, settings.log_samples, prefix)
+        by_mode[mode] = metrics
     runner.model = student.model = None  # the dense copy and the student live for this evaluation only
     release_memory()
-    metrics.update(level=ctx.level.id, adapter=student.adapter, quantization=student.quantization, backend=backend,
-                   eval_compute=runner.note, eval_setup_seconds=round(setup_seconds, 3))
-    write_jsonl(ctx.run_dir / EVAL_SAMPLES_FILE, rows)
-    write_json(ctx.run_dir / EVAL_RESULTS_FILE, {**metrics, "sampling": dict(sampling_cfg), "model": model_cfg["name"]})
-    log.info("eval: %s accuracy %.3f [%.3f, %.3f] (strict %.3f), think tokens mean %.1f, format errors %.1f%%, "
-             "%.0f generated tokens/s (prefill %.0f, decode %.0f)", ctx.level.tag, metrics["accuracy"],
-             *metrics["accuracy_ci"], metrics["accuracy_strict"], metrics["mean_think_tokens"],
-             100 * metrics["format_error_rate"], metrics["eval_tokens_per_second"] or 0,
-             metrics.get("eval_prefill_tokens_per_second") or 0, metrics.get("eval_decode_tokens_per_second") or 0)
-    ctx.tracker.log_metrics({**metrics, "n_train": ctx.results.get("train", {}).get("n_train", 0)})
-    ctx.tracker.log_samples(rows, settings.log_samples)
-    return metrics
+    if len(by_mode) == 2:
+        by_mode["on"]["no_think_run"] = NO_THINK_DIR  # where the same adapter's no-think record is
+    return by_mode
+
+
+def modes(thinking: str) -> tuple[str, ...]:
+    """The thinking modes ``eval.thinking`` evaluates, the headline one first."""
+    return ("on", "off") if thinking == "both" else (thinking,)
+
+
+def record(by_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The trial's headline evaluation: thinking on when it ran, else off."""
+    return {"eval": by_mode.get("on") or by_mode["off"]}
+
+
+def write_no_think_record(ctx: TrialContext, trial: TrialRecord) -> None:
+    """With ``eval.thinking=both``: ``no_think/`` becomes a run dir of its own, the same trial evaluated with
+    thinking off. Its ``metrics.json`` and ``.hydra/`` (the trial's config with ``eval.thinking=off``) make it a
+    point that analysis reads like any other, with the same eval problems for the paired tests."""
+    off = ctx.results["eval"].get("off")
+    if off is None or "on" not in ctx.results["eval"]:
+        return
+    sub = ctx.run_dir / NO_THINK_DIR
+    hydra_dir = ctx.run_dir / ".hydra"
+    if hydra_dir.is_dir():
+        (sub / ".hydra").mkdir(parents=True, exist_ok=True)
+        config = OmegaConf.load(hydra_dir / "config.yaml")
+        OmegaConf.update(config, "eval.thinking", "off")
+        OmegaConf.save(config, sub / ".hydra" / "config.yaml")
+        overrides = OmegaConf.load(hydra_dir / "overrides.yaml") if (hydra_dir / "overrides.yaml").is_file() else []
+        lines = [line for line in overrides if not str(line).startswith("eval.thinking=")] + ["eval.thinking=off"]
+        OmegaConf.save(OmegaConf.create(lines), sub / ".hydra" / "overrides.yaml")
+    copy = dataclasses.replace(trial, run_dir=str(sub), status=COMPLETED, eval=off)
+    write_metrics(sub, copy.to_json())
 
 
 def _vllm_generator(student: Student, model_cfg, engine_args, sampling_cfg, hardware, seed: int):
@@ -102,17 +153,16 @@ def _vllm_generator(student: Student, model_cfg, engine_args, sampling_cfg, hard
     student.model = None  # vLLM takes the GPU memory the transformers copy would hold
     release_memory()
 
-    def generator(prompts):
+    def generator(prompts, chat_template_kwargs):
         return vllm_generate(student.path, adapter, prompts, sampling_cfg, stop_token_id=stop_id,
                              precision=hardware.precision, seed=seed, lora_rank=int(rank),
-                             chat_template_kwargs=model_cfg.get("chat_template_kwargs"),
-                             engine_args=engine_args)
+                             chat_template_kwargs=chat_template_kwargs, engine_args=engine_args)
 
     return generator
 
 
 STAGE = Stage(
-    name="eval", run=run, record=lambda metrics: {"eval": metrics},
+    name="eval", run=run, record=record, finish=write_no_think_record,
     # The student is loaded with the train group's quantization settings, for an eval alone too.
     settings={"data": DataSettings, "model": ModelSettings, "hardware": HardwareSettings, "train": QuantSettings,
               "eval": EvalSettings, "sampling": SamplingSettings},

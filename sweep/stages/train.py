@@ -63,9 +63,9 @@ EARLY_STOPPING_KEYS = ("val_fraction", "early_stopping_patience", "early_stoppin
 
 def key_settings(settings: dict[str, Any]) -> dict[str, Any]:
     train = settings["train"]
-    if train.get("val_fraction"):
-        return settings
-    return {**settings, "train": {k: v for k, v in train.items() if k not in EARLY_STOPPING_KEYS}}
+    idle = () if train.get("val_fraction") else EARLY_STOPPING_KEYS
+    idle += () if train.get("no_think_fraction") else ("no_think_fraction",)  # 0: the rows as before the mix existed
+    return {**settings, "train": {k: v for k, v in train.items() if k not in idle}}
 
 
 def key_extra(ctx: TrialContext) -> dict[str, Any]:

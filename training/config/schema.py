@@ -47,6 +47,7 @@ DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 BACKENDS = ("auto", "transformers", "vllm")
 EXEMPLAR_SOURCES = ("level", "reference")
+EVAL_THINKING = ("on", "off", "both")
 
 def _modules(value: Any, key: str) -> str | list[str]:
     """``all-linear`` (also for null or empty), or a non-empty list of module names."""
@@ -58,6 +59,13 @@ def _modules(value: Any, key: str) -> str | list[str]:
     if not all(isinstance(name, str) and name for name in names):
         raise refuse(key, "all-linear or a list of module names", names)
     return names
+
+
+def _thinking(value: Any, key: str) -> str:
+    """on, off or both; an unquoted YAML ``on``/``off`` arrives as a boolean, and means the same."""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return choice(EVAL_THINKING)(value, key)
 
 
 def _task_type_rule(value: Any, key: str) -> str | None:
@@ -184,6 +192,8 @@ class TrainSettings(QuantSettings):
     early_stopping_threshold: float = setting(number(0), 0.0)  # an improvement must exceed this to count
     eval_steps: int = setting(integer(1), 5)
     load_best_model_at_end: bool = setting(flag(), True)  # the adapter saved is the best-validated one
+    # The Atem mix (training/data/thinking.py): this seeded share of the rows becomes no-think rows.
+    no_think_fraction: float = setting(number(0, 1, high_open=True), 0.0)
 
     def check(self, group: str) -> None:
         if self.early_stopping_patience is not None and self.val_fraction == 0:
@@ -201,6 +211,8 @@ class EvalSettings:
     log_samples: int = setting(integer(0), 64)
     backend: str = setting(choice(BACKENDS), "auto")
     vllm_engine_args: Mapping[str, Any] | None = setting(mapping("a mapping of vllm.LLM arguments or null"), None)
+    # Deimos' runtime switch: evaluate thinking on, off (an empty think block), or both (two records).
+    thinking: str = setting(_thinking, "on")
 
 
 @dataclass(frozen=True, kw_only=True)

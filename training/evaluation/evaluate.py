@@ -17,6 +17,7 @@ from training.config.schema import EvalSettings
 from training.config.settings import read_setting
 from training.data.levels import Level, build_prompt, template_keeps_earlier_think
 from training.data.problems import Problem
+from training.data.thinking import no_think_messages, thinking_switch
 from training.evaluation.generation import Generated, generate, timing_summary
 from training.grading.answers import EXTRACTORS, extract_answer, is_correct
 from training.grading.completions import THINK_CLOSE, THINK_OPEN, parse_completion, think_text
@@ -53,15 +54,19 @@ def format_ok(output: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CL
 
 
 def grade_sample(problem: Problem, prompt: list[dict[str, str]], generated: Generated, counter: TokenCounter,
-                 open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> dict[str, Any]:
-    """One row of ``eval_samples.jsonl``."""
-    output = generated.text
+                 open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE, prefill: str = "") -> dict[str, Any]:
+    """One row of ``eval_samples.jsonl``.
+
+    ``prefill``: what the chat template wrote after the generation prompt (the empty think block of a no-think
+    prompt), graded in front of the output so that a no-think answer is judged by the rules of every output.
+    """
+    output = prefill + generated.text
     answers = {mode: extract_answer(output, mode, open_tag, close_tag, problem.answer) for mode in EXTRACTORS}
     think = think_text(output, open_tag, close_tag)
     return {
         "id": problem.id,
         "prompt": prompt,
-        "output": output,
+        "output": generated.text,
         "extracted": answers["flexible"],
         "extracted_strict": answers["strict"],
         "gold": problem.answer,
@@ -110,12 +115,14 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
              n_shots: int = 0, extractor: str = "flexible", open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
              chat_template_kwargs: Mapping[str, Any] | None = None, seed: int = 0, progress: bool = True,
              generator: Callable[[list[list[dict[str, str]]]], tuple[list[Generated], float]] | None = None,
-             share_prefix: bool = True, regroup_after: int = 32,
-             autocast: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+             share_prefix: bool = True, regroup_after: int = 32, autocast: bool = False,
+             thinking: str = "on") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate at ``level``'s prompt for every problem, grade, and summarise.
 
-    ``generator`` replaces transformers generation (``model`` and ``tokenizer`` are then unused): the
-    vLLM backend takes the same prompts and returns the same rows.
+    ``generator`` replaces transformers generation (``model`` is then unused): the vLLM backend takes the
+    same prompts and chat-template kwargs and returns the same rows. ``thinking="off"`` asks for no-think
+    answers in the model's own form (:mod:`training.data.thinking`); their think tokens are what the
+    (empty) think block holds.
     """
     in_system = n_shots > 0 and not template_keeps_earlier_think(tokenizer, chat_template_kwargs, open_tag, close_tag)
     if in_system:
@@ -123,16 +130,23 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
                  "message", n_shots)
     prompts = [build_prompt(level, p.question, system, n_shots, open_tag, close_tag, shots_in_system=in_system)
                for p in problems]
+    prefill = ""
+    if thinking == "off":
+        switch = thinking_switch(tokenizer, chat_template_kwargs)
+        prompts = [no_think_messages(p, switch) for p in prompts]
+        chat_template_kwargs, prefill = switch.kwargs("off"), switch.prefill
+        log.info("eval: thinking off, by %s", switch.how)
     timing: dict[str, Any] = {}
     if generator is not None:
-        outputs, seconds = generator(prompts)
+        outputs, seconds = generator(prompts, chat_template_kwargs)
     else:
         outputs, seconds = generate(model, tokenizer, prompts, sampling, batch_size=batch_size,
                                     stop_token_id=stop_token_id, chat_template_kwargs=chat_template_kwargs, seed=seed,
                                     progress=progress, share_prefix=share_prefix, regroup_after=regroup_after,
                                     autocast=autocast, timing=timing)
-    rows = [grade_sample(p, prompt, out, counter, open_tag, close_tag) for p, prompt, out in zip(problems, prompts, outputs)]
-    metrics = summarize(rows, extractor)
+    rows = [grade_sample(p, prompt, out, counter, open_tag, close_tag, prefill)
+            for p, prompt, out in zip(problems, prompts, outputs)]
+    metrics = {**summarize(rows, extractor), "thinking": thinking}
     generated = sum(out.completion_tokens for out in outputs)
     metrics.update(eval_seconds=round(seconds, 3), eval_generated_tokens=generated,
                    eval_tokens_per_second=round(generated / seconds, 2) if seconds > 0 else None)

@@ -28,7 +28,9 @@ def train_and_save(student: Student, rows: Sequence[Mapping[str, Any]], model_cf
     they hold the same weights, and one writer per folder keeps the adapter whole.
     """
     model, summary = train_adapter(rows, student.model, student.tokenizer, train_cfg, hardware, run_dir / TRAINER_DIR,
-                                   chat_template_kwargs=model_cfg.get("chat_template_kwargs"), report_to=report_to)
+                                   chat_template_kwargs=model_cfg.get("chat_template_kwargs"),
+                                   think_tags=(model_cfg["think"]["open"], model_cfg["think"]["close"]),
+                                   report_to=report_to)
     adapter_dir = run_dir / ADAPTER_DIR
     if save:
         def save_to(folder: Path) -> None:

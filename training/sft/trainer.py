@@ -19,6 +19,8 @@ from typing import Any
 from training.common.errors import ConfigError, TrainingError
 from training.config.schema import LR_SCHEDULERS, QuantSettings, TrainSettings  # noqa: F401 (re-exported)
 from training.config.settings import read_setting, read_settings
+from training.data.thinking import mix_no_think, thinking_switch
+from training.grading.completions import THINK_CLOSE, THINK_OPEN
 from training.models.hardware import Hardware
 from training.models.lm_head import supports_masked_head, use_masked_lm_head
 from training.sft.early_stopping import (
@@ -183,11 +185,14 @@ def _finite_loss_callback():
 
 def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapping[str, Any], hardware: Hardware,
                   work_dir: Path, *, chat_template_kwargs: Mapping[str, Any] | None = None,
+                  think_tags: tuple[str, str] = (THINK_OPEN, THINK_CLOSE),
                   report_to: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
     """LoRA-train ``model`` (already quantised or not) on prompt/completion ``rows``; return the PEFT model.
 
     With ``train.val_fraction`` > 0 a seeded share of the rows' problems is held out and validated on, and
-    training may stop early (:mod:`training.sft.early_stopping`); the summary then says how.
+    training may stop early (:mod:`training.sft.early_stopping`); the summary then says how. With
+    ``train.no_think_fraction`` > 0 that seeded share of the training rows (and of the validation rows) is
+    trained in no-think form (:mod:`training.data.thinking`).
     """
     from datasets import Dataset
     from peft import get_peft_model, prepare_model_for_kbit_training
@@ -198,6 +203,13 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
         raise TrainingError("no training rows: the filter kept no trace (see filter_report.json)")
     settings = read_settings(TrainSettings, cfg, "train")
     rows, val_rows = split_validation(rows, settings.val_fraction, settings.seed)
+    no_think = {}
+    if settings.no_think_fraction > 0:
+        switch = thinking_switch(tokenizer, chat_template_kwargs)
+        rows, val_rows = (mix_no_think(part, settings.no_think_fraction, settings.seed, switch, *think_tags)
+                          for part in (rows, val_rows))
+        no_think = {"n_no_think": sum(r["thinking"] == "off" for r in rows), "no_think_form": switch.how}
+        log.info("train: %d of %d rows in no-think form (%s)", no_think["n_no_think"], len(rows), switch.how)
     args = build_sft_config(cfg, hardware, work_dir, report_to)
     # LoRA's A matrices are drawn at get_peft_model, before the Trainer seeds anything: seed here, or a
     # trial's result depends on what ran before it in the process (a multirun's earlier jobs).
@@ -234,6 +246,7 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
         "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
         # With a validation split only: a default trial's record keeps exactly the keys it had.
         **(validation_summary(trainer.state, len(val_rows)) if val_rows else {}),
+        **no_think,
     }
     log.info("train: %d rows, %d steps in %.1fs (%.0f tokens/s), loss %.4f -> %s", len(rows), summary["steps"],
              seconds, summary["train_tokens_per_second"] or 0, summary["train_loss"], summary["final_loss"])
@@ -245,8 +258,11 @@ def train_adapter(rows: Sequence[Mapping[str, Any]], model, tokenizer, cfg: Mapp
 
 def sft_records(rows: Sequence[Mapping[str, Any]],
                 chat_template_kwargs: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """TRL's conversational prompt/completion rows (the chat template's kwargs on each row, if any)."""
-    records = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
-    if chat_template_kwargs:
-        records = [{**r, "chat_template_kwargs": dict(chat_template_kwargs)} for r in records]
+    """TRL's conversational prompt/completion rows, each with its chat template's kwargs if any: a row's own
+    (a no-think row's), else ``chat_template_kwargs``. TRL reads them per row."""
+    records = []
+    for row in rows:
+        kwargs = row.get("chat_template_kwargs", chat_template_kwargs)
+        records.append({"prompt": row["prompt"], "completion": row["completion"],
+                        **({"chat_template_kwargs": dict(kwargs)} if kwargs else {})})
     return records
