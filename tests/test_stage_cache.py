@@ -115,7 +115,11 @@ def test_settings_that_cannot_change_a_stage_output_stay_out_of_its_key():
     assert key(TRACES) == key(TRACES, "teacher.concurrency=2", "teacher.max_retries=9")
     assert key(TRAIN) == key(TRAIN, "train.eval_steps=7", "train.load_best_model_at_end=false")
     assert "eval_steps" not in key(TRAIN)["train"] and "lora_r" in key(TRAIN)["train"]
+    # No no-think rows: the key of every adapter cached before the mix existed.
+    assert "no_think_fraction" not in key(TRAIN)["train"] and key(TRAIN) == key(TRAIN, "train.no_think_fraction=0")
     # What does change the output does change the key.
     assert key(TRACES) != key(TRACES, "teacher.temperature=0.2")
     assert key(TRAIN) != key(TRAIN, "train.val_fraction=0.1")
+    assert key(TRAIN) != key(TRAIN, "train.no_think_fraction=0.15")
+    assert key(TRAIN, "train.val_fraction=0.1") != key(TRAIN, "train.val_fraction=0.1", "train.no_think_fraction=0.15")
     assert key(TRAIN, "train.val_fraction=0.1") != key(TRAIN, "train.val_fraction=0.1", "train.eval_steps=7")

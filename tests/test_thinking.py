@@ -1,5 +1,6 @@
 """Think / no-think: the seeded no-think share of training rows, the model's no-think form, and its grading."""
 
+import json
 import random
 
 import pytest
@@ -138,3 +139,34 @@ def test_thinking_settings_are_checked():
         read_setting(EvalSettings, "thinking", "sometimes", "eval")
     with pytest.raises(ConfigError, match="train.no_think_fraction"):
         read_setting(TrainSettings, "no_think_fraction", 1.0, "train")
+
+
+def test_analysis_reads_the_no_think_twin_of_a_study_trial_and_of_its_baseline(tmp_path):
+    import optuna
+
+    from analysis.trials import load_trials
+    from sweep.search.storage import open_storage
+    from tests.run_dirs import write_run_dir
+
+    sweep = tmp_path / "sweep"
+    trial_dir = write_run_dir(sweep, "trial_0000", 4, 0.5, 10.0)
+    write_run_dir(trial_dir, "no_think", 4, 0.3, 0.0, overrides=["+level=4", "eval.thinking=off"])
+    write_run_dir(sweep / "baseline", "no_think", 1, 0.2, 0.0, adapter="none")
+    write_run_dir(sweep, "baseline", 1, 0.4, 30.0, adapter="none")
+    for twin in (trial_dir / "no_think", sweep / "baseline" / "no_think"):
+        metrics = json.loads((twin / "metrics.json").read_text())
+        (twin / "metrics.json").write_text(json.dumps({**metrics, "thinking": "off"}))
+    journal = sweep / "optuna.journal"
+    study = optuna.create_study(storage=open_storage(str(journal), sweep), study_name="s",
+                                directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(
+        params={"+level": 4}, distributions={"+level": optuna.distributions.CategoricalDistribution([4])},
+        values=[0.5, 10.0], user_attrs={"run_dir": str(trial_dir), "metrics": {
+            "level": 4, "accuracy": 0.5, "mean_think_tokens": 10.0, "thinking": "on"}}))
+    trials = {t.name: t for t in load_trials(str(journal)).trials}
+    assert {name: (t.label, t.accuracy) for name, t in trials.items()} == {
+        "trial_0000": ("L4", 0.5), "trial_0000/no_think": ("L4 no-think", 0.3),
+        "baseline": ("base (L1 prompt)", 0.4), "baseline/no_think": ("base (L1 prompt) no-think", 0.2)}
+    # Read from the sweep dir, the same four points under the same names.
+    from_dir = {t.name: t.label for t in load_trials(str(sweep)).trials}
+    assert from_dir == {name: t.label for name, t in trials.items()}
