@@ -26,19 +26,26 @@ def _cell(value: Any, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _name(m: dict[str, Any]) -> str:
+    name = f"base (L{m.get('level')} prompt)" if m.get("adapter") == "none" else f"L{m.get('level')}"
+    # The no-think record of eval.thinking=both (a run dir inside its trial's).
+    return f"{name} no-think" if (m.get("eval") or {}).get("thinking") == "off" else name
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = f"{'trial':<16} {'status':<9} {'accuracy':>8} {'95% CI':>15} {'think tok':>9} {'n_train':>7} " \
+    width = max([16, *(len(_name(m)) for m in rows)])
+    header = f"{'trial':<{width}} {'status':<9} {'accuracy':>8} {'95% CI':>15} {'think tok':>9} {'n_train':>7} " \
              f"{'train s':>7} {'eval s':>6}"
     lines = [header, "-" * len(header)]
     for m in rows:
-        name = f"base (L{m.get('level')} prompt)" if m.get("adapter") == "none" else f"L{m.get('level')}"
+        name = _name(m)
         ci = m.get("accuracy_ci")
         lines.append(
-            f"{name:<16} {m.get('status', '?'):<9} {_cell(m.get('accuracy'), '.3f'):>8} "
+            f"{name:<{width}} {m.get('status', '?'):<9} {_cell(m.get('accuracy'), '.3f'):>8} "
             f"{(f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else '-'):>15} {_cell(m.get('mean_think_tokens'), '.1f'):>9} "
             f"{_cell(m.get('n_train'), 'd'):>7} {_cell(m.get('train_seconds'), '.0f'):>7} "
             f"{_cell(m.get('eval_seconds'), '.0f'):>6}"
         )
         if m.get("status") == "failed":
-            lines.append(f"{'':<16} error: {m.get('error')}")
+            lines.append(f"{'':<{width}} error: {m.get('error')}")
     return "\n".join(lines)

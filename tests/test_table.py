@@ -29,6 +29,16 @@ def test_table_lists_baseline_first_then_levels(tmp_path, capsys):
     assert main(["table", str(tmp_path)]) == 0 and "L2" in capsys.readouterr().out
 
 
+def test_the_no_think_record_of_a_trial_is_its_own_line(tmp_path):
+    write(tmp_path / "L4", status="completed", level=4, adapter="auto", accuracy=0.3, mean_think_tokens=9.0,
+          eval={"thinking": "on"})
+    write(tmp_path / "L4" / "no_think", status="completed", level=4, adapter="auto", accuracy=0.2,
+          mean_think_tokens=0.0, eval={"thinking": "off"})
+    lines = format_table(table_rows(tmp_path)).splitlines()
+    assert [line.split("  ")[0] for line in lines[2:]] == ["L4", "L4 no-think"]
+    assert lines[3].split()[2:5] == ["completed", "0.200", "-"] and lines[3].split()[5] == "0.0"
+
+
 def test_empty_or_missing_dir_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(CotParetoError, match="no metrics.json"):
         table_rows(tmp_path)
