@@ -23,6 +23,7 @@ from analysis.paired_table import (
     paired_evidence,
 )
 from analysis.tradeoff import FrontPoint, Tradeoff, most_accurate
+from analysis.trials import Trial
 from training.common.errors import CotParetoError
 
 
@@ -98,7 +99,7 @@ def non_inferior_choice(tradeoff: Tradeoff, evidence: PairedEvidence) -> Choice:
             "below): recommending the most accurate front point"])
     point = min((p for p in tradeoff.front if evidence.not_worse(p.trial)),
                 key=lambda p: (p.trial.mean_think_tokens, -p.trial.accuracy))
-    rule += f"; the best is {best.name} (level {best.level}, accuracy {best.accuracy:.3f})"
+    rule += f"; the best is {best.name} ({level_text(best)}, accuracy {best.accuracy:.3f})"
     shorter = [evidence.row(p.trial) for p in tradeoff.front if p.trial.mean_think_tokens < best.mean_think_tokens]
     notes = []
     if point.trial is best and shorter:
@@ -111,7 +112,7 @@ def non_inferior_choice(tradeoff: Tradeoff, evidence: PairedEvidence) -> Choice:
             needed = ("no number of eval problems would decide it, as its difference equals -margin"
                       if math.isinf(near.result.needed) else
                       f"about {int(near.result.needed)} eval problems (data.n_eval) would decide it")
-            notes.append(f"closest to being shown: {near.trial.name} (level {near.trial.level}), accuracy "
+            notes.append(f"closest to being shown: {near.trial.name} ({level_text(near.trial)}), accuracy "
                          f"{delta_text(near)} against the best; {needed}")
         elif all(r.result is not None and r.result.verdict == "inferior" for r in shorter):
             notes.append(f"every shorter front point is worse than the best by more than {margin:g}")
@@ -162,10 +163,15 @@ def paired_line(evidence: PairedEvidence, point: FrontPoint) -> str:
             f"n to decide: {r.n_to_decide_text()}")
 
 
+def level_text(trial: Trial) -> str:
+    """``level 4``, or ``level 4, thinking off`` for a no-think point: what a deployment would set."""
+    return f"level {trial.level}" + (", thinking off" if trial.no_think else "")
+
+
 def describe_point(point: FrontPoint) -> str:
     t = point.trial
     settings = ", ".join(f"{k}={v}" for k, v in sorted(t.params.items()) if k != "level") or "defaults"
-    lines = [f"level {t.level} ({t.name}; {settings})",
+    lines = [f"{level_text(t)} ({t.name}; {settings})",
              f"  accuracy {t.accuracy:.3f} (95 % CI {t.accuracy_ci[0]:.3f}-{t.accuracy_ci[1]:.3f}, n={t.n_eval}), "
              f"{t.mean_think_tokens:.1f} mean think tokens"]
     if point.token_saving is not None:

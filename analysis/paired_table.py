@@ -98,7 +98,8 @@ def p_text(p: float) -> str:
 
 
 def _name(row: PairedRow) -> str:
-    return f"{'base' if row.trial.baseline else f'L{row.trial.level}'} {row.trial.name}"
+    no_think = " no-think" if row.trial.no_think else ""
+    return f"{'base' if row.trial.baseline else f'L{row.trial.level}'}{no_think} {row.trial.name}"
 
 
 def format_paired_table(evidence: PairedEvidence) -> str:

@@ -170,3 +170,19 @@ def test_analysis_reads_the_no_think_twin_of_a_study_trial_and_of_its_baseline(t
     # Read from the sweep dir, the same four points under the same names.
     from_dir = {t.name: t.label for t in load_trials(str(sweep)).trials}
     assert from_dir == {name: t.label for name, t in trials.items()}
+
+
+def test_choose_can_recommend_a_no_think_point_and_says_so(tmp_path):
+    from analysis.choose import Constraints, choose, format_choice
+    from analysis.tradeoff import tradeoff
+    from analysis.trials import load_trials
+    from tests.run_dirs import graded, nested, write_run_dir
+
+    on = write_run_dir(tmp_path, "L4", 4, 0.60, 12.0, n_eval=200, samples=graded(nested(0.60, 200), 12))
+    off = write_run_dir(on, "no_think", 4, 0.60, 0.0, n_eval=200, samples=graded(nested(0.60, 200), 0))
+    metrics = json.loads((off / "metrics.json").read_text())
+    (off / "metrics.json").write_text(json.dumps({**metrics, "thinking": "off"}))
+    collection = load_trials(str(tmp_path))
+    choice = choose(tradeoff(collection.series, collection.trials), Constraints(margin=0.05))
+    assert choice.point.trial.name == "L4/no_think"
+    assert "level 4, thinking off (L4/no_think" in format_choice(choice)
