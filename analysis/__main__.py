@@ -1,11 +1,13 @@
 # Report: python -m analysis report outputs/search/<study> [another sweep dir or storage ...] [--label A --label B]
+#         ... [--route-max-accuracy-drop 0.02]   (per-task routing, where eval samples carry task types)
 # Table:  python -m analysis table outputs/demo/<stamp>
 # Route:  python -m analysis route outputs/demo/<stamp> --max-accuracy-drop 0.05 | --min-accuracy 0.1
 # Check:  python -m analysis check-render outputs/demo/<stamp>/report/report.html
 # Choose: python -m analysis choose outputs/demo/<stamp> [--margin 0.02]
 #         ... --min-accuracy 0.8 | --max-think-tokens 20 | --max-accuracy-drop 0.05
-"""The analysis command line: ``table`` lists the trials, ``report`` writes the Pareto plots and report, ``choose``
-recommends a level."""
+"""The analysis command line: ``table`` lists the trials, ``report`` writes the Pareto plots and report (per-task
+routing included where the eval samples carry task types), ``choose`` recommends a level, ``route`` picks one
+setting per task type."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from analysis import cli_checks as checks
 from analysis.choose import Constraints, choose, format_choice
 from analysis.paired_table import DEFAULT_MARGIN
-from analysis.report import build_report, format_report
+from analysis.report import ROUTE_MAX_ACCURACY_DROP, build_report, format_report
 from analysis.tradeoff import tradeoff
 from analysis.trials import Collection, is_storage, load_trials, merged
 from training.common.errors import CotParetoError
@@ -50,6 +52,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     report.add_argument("--wandb", default="auto", choices=("auto", "online", "offline", "disabled"),
                         help="log the report as a W&B run (auto: online with WANDB_API_KEY, else offline)")
     report.add_argument("--wandb-group", help="the W&B group (default: the first series' name, as its trials use)")
+    report.add_argument("--route-max-accuracy-drop", type=checks.accuracy_drop, default=ROUTE_MAX_ACCURACY_DROP,
+                        help="per-task routing in the report: per type, the cheapest setting at most this much below "
+                             f"the type's most accurate one (default {ROUTE_MAX_ACCURACY_DROP}; as route's "
+                             "--max-accuracy-drop)")
     _margin_arg(report)
     pick = commands.add_parser("choose", help="recommend the front point that meets constraints (PATHs are merged)")
     _sources(pick)
@@ -91,7 +97,8 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 def run_report(args: argparse.Namespace) -> int:
     collections = _collect_all(args, args.label)
-    report = build_report(collections, _out_dir(args), args.reference_tokens, args.margin)
+    report = build_report(collections, _out_dir(args), args.reference_tokens, args.margin,
+                          args.route_max_accuracy_drop)
     print(format_report(report))
     from analysis.wandb_report import log_report
 

@@ -1,9 +1,14 @@
 """``report.html``: one self-contained page (plotly.js inlined, no network) for a sweep or a comparison.
 
 It holds the interactive Pareto scatter (hover shows a trial's parameters), the front table,
-the paired table (each front point and the baseline against the best point), each level's
-accuracy and think-token distribution from ``eval_samples.jsonl``, example outputs per level,
-and each series' hypervolume.
+the paired table (each front point and the baseline against the best point), per-task routing
+where the samples carry task types, each level's accuracy and think-token distribution from
+``eval_samples.jsonl``, example outputs per level, and each series' hypervolume.
+
+The scatter (``analysis/scatter.py``) draws as ``pareto.png`` does. "L4" and "L4 no-think", and the
+base model thinking on and off, are kept apart wherever trials are pooled per level. The routing
+section shows, per series, each task type's chosen setting against the type's best and the routed
+policy against the best single setting, or in one line why routing could not be computed.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.paired_table import METHODS, PairedEvidence, delta_text, p_text
-from analysis.plots import BASELINE_COLOR, DOMINATED_ALPHA, NOT_WORSE_COLOR, level_color, not_worse_label
+from analysis.plots import BASELINE_COLOR, level_color
+from analysis.route import Routing, decision_text, routing_line
+from analysis.scatter import pareto_figure
 from analysis.tradeoff import Tradeoff
 from analysis.trials import Trial
 from training.common.jsonl import read_jsonl
 
-SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross")
-DASHES = ("solid", "dash", "dot", "dashdot")
 PARETO_DIV = "pareto-plot"
 
 
@@ -34,64 +39,13 @@ def samples(trial: Trial) -> list[dict[str, Any]]:
     return read_jsonl(path) if path is not None and path.is_file() else []
 
 
-def _hover(trial: Trial) -> str:
-    params = "<br>".join(f"{html.escape(k)}={html.escape(v)}" for k, v in sorted(trial.params.items()))
-    return (f"<b>{html.escape(trial.label)}</b> {html.escape(trial.name)} ({html.escape(trial.series)})<br>"
-            f"accuracy {trial.accuracy:.3f} [{trial.accuracy_ci[0]:.3f}, {trial.accuracy_ci[1]:.3f}]<br>"
-            f"think tokens {trial.mean_think_tokens:.1f}<br>{params}")
-
-
-def _trial_trace(trials: Sequence[Trial], name: str, symbol: str, opacity: float, front: bool,
-                 ringed: frozenset[int] = frozenset()) -> go.Scatter:
-    # The ring of a point not significantly worse than the best is its marker's outline: no extra SVG points.
-    outline = [NOT_WORSE_COLOR if id(t) in ringed else "black" for t in trials]
-    widths = [3 if id(t) in ringed else (1.5 if front else 0) for t in trials]
-    sizes = [16 if id(t) in ringed else (11 if front else 9) for t in trials]
-    return go.Scatter(
-        x=[t.mean_think_tokens for t in trials], y=[t.accuracy for t in trials], mode="markers+text", name=name,
-        text=[f"L{t.level}" for t in trials], textposition="top right", hovertext=[_hover(t) for t in trials],
-        hoverinfo="text", opacity=opacity,
-        error_y={"type": "data", "symmetric": False, "array": [t.accuracy_ci[1] - t.accuracy for t in trials],
-                 "arrayminus": [t.accuracy - t.accuracy_ci[0] for t in trials], "thickness": 1},
-        # An array of sizes makes plotly draw a "bubble" trace at opacity 0.7 unless told otherwise.
-        marker={"symbol": symbol, "size": sizes, "opacity": 1.0, "color": [level_color(t.level) for t in trials],
-                "line": {"width": widths, "color": outline}})
-
-
-def pareto_figure(tradeoffs: Sequence[Tradeoff], evidence: Sequence[PairedEvidence] = ()) -> go.Figure:
-    fig = go.Figure()
-    ringed = frozenset(id(r.trial) for ev in evidence for r in ev.rows if r.role != "baseline" and r.not_worse)
-    for index, tr in enumerate(tradeoffs):
-        symbol, dash = SYMBOLS[index % len(SYMBOLS)], DASHES[index % len(DASHES)]
-        on_front = {id(p.trial) for p in tr.front}
-        fig.add_trace(_trial_trace([t for t in tr.trials if id(t) not in on_front], f"{tr.series}: dominated",
-                                   symbol, DOMINATED_ALPHA, front=False))
-        fig.add_trace(_trial_trace([p.trial for p in tr.front], f"{tr.series}: front", symbol, 1.0, front=True,
-                                   ringed=ringed))
-        points = sorted((p.trial.mean_think_tokens, p.trial.accuracy) for p in tr.front)
-        fig.add_trace(go.Scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines",
-                                 line={"shape": "hv", "color": "black", "dash": dash, "width": 1.5},
-                                 name=f"{tr.series}: front line", hoverinfo="skip"))
-        if tr.baseline is not None:
-            fig.add_trace(go.Scatter(x=[tr.baseline.mean_think_tokens], y=[tr.baseline.accuracy],
-                                     mode="markers+text", text=["base"], textposition="bottom right",
-                                     name=f"{tr.series}: base model", hovertext=[_hover(tr.baseline)],
-                                     hoverinfo="text",
-                                     marker={"symbol": "star", "size": 16, "color": BASELINE_COLOR}))
-    if ringed:  # a legend entry only: no data, so no marker is drawn
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=not_worse_label(evidence),
-                                 marker={"symbol": "circle-open", "size": 12, "color": NOT_WORSE_COLOR,
-                                         "line": {"width": 3}}))
-    fig.update_layout(title="Accuracy vs mean think tokens (hover a point for its settings)",
-                      xaxis_title="mean think tokens per problem", yaxis_title="accuracy (95 % Wilson CI)",
-                      template="plotly_white", height=560, legend={"orientation": "h", "y": -0.2})
-    fig.update_xaxes(rangemode="tozero")
-    fig.update_yaxes(rangemode="tozero")
-    return fig
-
-
 def _level_key(trial: Trial) -> str:
-    return "base" if trial.baseline else f"L{trial.level}"
+    key = "base" if trial.baseline else f"L{trial.level}"
+    return f"{key} no-think" if trial.no_think else key
+
+
+def _key_order(key: str) -> tuple[bool, str]:
+    return (not key.startswith("base"), key)
 
 
 def levels_figure(tradeoffs: Sequence[Tradeoff], rows_of: dict[int, list[dict[str, Any]]]) -> go.Figure:
@@ -101,11 +55,10 @@ def levels_figure(tradeoffs: Sequence[Tradeoff], rows_of: dict[int, list[dict[st
     for tr in tradeoffs:
         pooled: dict[str, list[dict[str, Any]]] = defaultdict(list)
         colors: dict[str, str] = {}
-        everyone = list(tr.trials) + ([tr.baseline] if tr.baseline else [])
-        for trial in everyone:
+        for trial in list(tr.trials) + tr.baselines:
             pooled[_level_key(trial)].extend(rows_of.get(id(trial), []))
             colors[_level_key(trial)] = BASELINE_COLOR if trial.baseline else level_color(trial.level)
-        keys = sorted((k for k in pooled if pooled[k]), key=lambda k: (k != "base", k))
+        keys = sorted((k for k in pooled if pooled[k]), key=_key_order)
         fig.add_trace(go.Bar(x=keys, y=[sum(bool(r.get("correct")) for r in pooled[k]) / len(pooled[k]) for k in keys],
                              marker_color=[colors[k] for k in keys], name=f"{tr.series} accuracy",
                              hovertext=[f"{len(pooled[k])} samples" for k in keys]), row=1, col=1)
@@ -128,7 +81,7 @@ def _pct(value: float | None) -> str:
 
 
 def front_table(tradeoffs: Sequence[Tradeoff]) -> str:
-    rows = [[tr.series, f"L{p.trial.level}", p.trial.name,
+    rows = [[tr.series, p.trial.label, p.trial.name,
              ", ".join(f"{k}={v}" for k, v in sorted(p.trial.params.items()) if k != "level"),
              f"{p.trial.accuracy:.3f} [{p.trial.accuracy_ci[0]:.3f}, {p.trial.accuracy_ci[1]:.3f}]",
              f"{p.trial.mean_think_tokens:.1f}", _pct(p.token_saving), _pct(p.latency_saving),
@@ -162,6 +115,29 @@ def paired_section(evidence: Sequence[PairedEvidence]) -> str:
     return "".join(parts)
 
 
+def routing_section(tradeoffs: Sequence[Tradeoff], routings: Sequence[Routing | None],
+                    notes: Sequence[str | None]) -> str:
+    """Per series: the routing table and the routed policy against the best single setting, or why not."""
+    parts = []
+    for tr, routing, note in zip(tradeoffs, routings, notes):
+        series = f"<b>{html.escape(tr.series)}</b>"
+        if routing is None:
+            parts.append(f"<p>{series}: routing not computed: {html.escape(note or 'no reason given')}</p>")
+            continue
+        rows = [[r.task_type, r.n, r.chosen.name, f"{r.accuracy:.3f}", f"{r.think_tokens:.1f}",
+                 f"{r.best.name} ({r.best_accuracy:.3f})", decision_text(r)] for r in routing.routes]
+        parts += [f"<p>{series}: per task type, the setting with the fewest think tokens with "
+                  f"{html.escape(routing.bound)}; chosen - best is the paired 95 % CI of its accuracy minus the "
+                  "type's best on the type's problems. The routed policy (a black X in the plot) answers each "
+                  "problem with its type's choice.</p>",
+                  _table(["task type", "n", "chosen setting", "accuracy", "think tokens", "type's best (accuracy)",
+                          "chosen - best"], rows),
+                  f"<p>{html.escape(routing_line(routing))}</p>"]
+        if routing.left_out:
+            parts.append(f"<p>Left out: {html.escape('; '.join(routing.left_out))}</p>")
+    return "".join(parts)
+
+
 def _question(row: dict[str, Any], limit: int = 400) -> str:
     """The problem as the student saw it: the last user message of the prompt (exemplars come before it)."""
     users = [m.get("content", "") for m in row.get("prompt") or [] if isinstance(m, dict) and m.get("role") == "user"]
@@ -174,11 +150,11 @@ def _examples(tradeoffs: Sequence[Tradeoff], rows_of: dict[int, list[dict[str, A
     parts = []
     for tr in tradeoffs:
         best: dict[str, Trial] = {}
-        for trial in list(tr.trials) + ([tr.baseline] if tr.baseline else []):
+        for trial in list(tr.trials) + tr.baselines:
             key = _level_key(trial)
             if rows_of.get(id(trial)) and (key not in best or trial.accuracy > best[key].accuracy):
                 best[key] = trial
-        for key in sorted(best, key=lambda k: (k != "base", k)):
+        for key in sorted(best, key=_key_order):
             rows = rows_of[id(best[key])]
             picked = [r for r in rows if r.get("correct")][:per_level - 1] + [r for r in rows if not r.get("correct")][:1]
             items = "".join(
@@ -196,10 +172,13 @@ th{background:#f3f3f3}pre{background:#f8f8f8;padding:6px;white-space:pre-wrap;fo
 
 
 def write_report(tradeoffs: Sequence[Tradeoff], skipped: dict[str, str], path: Path, examples_per_level: int = 3,
-                 evidence: Sequence[PairedEvidence] = ()) -> Path:
-    """Write ``report.html``; ``skipped`` maps each series to its "skipped ..." text."""
-    rows_of = {id(t): samples(t) for tr in tradeoffs for t in list(tr.trials) + ([tr.baseline] if tr.baseline else [])}
-    pareto_html = pareto_figure(tradeoffs, evidence).to_html(full_html=False, include_plotlyjs=True, div_id=PARETO_DIV)
+                 evidence: Sequence[PairedEvidence] = (), routings: Sequence[Routing | None] = (),
+                 routing_notes: Sequence[str | None] = ()) -> Path:
+    """Write ``report.html``; ``skipped`` maps each series to its "skipped ..." text, ``routings`` and
+    ``routing_notes`` hold one entry per series (a routing, or None and why not; none given: no section)."""
+    rows_of = {id(t): samples(t) for tr in tradeoffs for t in list(tr.trials) + tr.baselines}
+    pareto_html = pareto_figure(tradeoffs, evidence, routings).to_html(full_html=False, include_plotlyjs=True,
+                                                                        div_id=PARETO_DIV)
     levels_html = levels_figure(tradeoffs, rows_of).to_html(full_html=False, include_plotlyjs=False)
     volumes = _table(["series", "completed trials", "front points", "hypervolume", "share of ideal", "reference",
                       "baseline", "not counted"],
@@ -215,6 +194,7 @@ tokenizer. The hypervolume is the area the front dominates up to the reference p
 <h2>Hypervolume</h2>{volumes}
 <h2>Pareto front</h2>{pareto_html}{front_table(tradeoffs)}
 <h2>Paired comparison against the best point</h2>{paired_section(evidence)}
+{f"<h2>Per-task routing</h2>{routing_section(tradeoffs, routings, routing_notes)}" if routings else ""}
 <h2>Per level</h2>{levels_html}
 <h2>Example outputs</h2>{_examples(tradeoffs, rows_of, examples_per_level)}
 </body></html>"""

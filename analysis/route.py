@@ -7,13 +7,19 @@ below the type's most accurate setting, or ``--min-accuracy Y``), and the paired
 minus the type's best on the same problems. The routed policy (each problem answered by its type's
 choice) is then compared, paired, with the best single setting over all problems. Everything is read
 from the trials' ``eval_samples.jsonl`` (each row's ``task_type``, correctness and think tokens).
+
+A setting is a trial: its level, its thinking mode (a no-think twin is a setting of its own) or the base
+model. Two settings that share a label are named with their trial as well, so the table tells them apart.
+``python -m analysis route`` prints the table (``format_routing``); ``python -m analysis report`` puts it
+in report.html and report.json (``routing_summary``) and the routed policy on the plots.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from analysis.eval_sets import SAMPLES_FILE, eval_sets, read_samples
 from analysis.paired import PairedResult, compare
@@ -31,10 +37,11 @@ class Setting:
     trial: Trial
     results: dict[str, tuple[bool, float]]
     types: dict[str, str]
+    label: str = ""  # set when another setting shares the trial's label: "L4 (trial_0003)"
 
     @property
     def name(self) -> str:
-        return self.trial.label
+        return self.label or self.trial.label
 
     def on(self, problems: Sequence[str]) -> tuple[float, float]:
         """Accuracy and mean think tokens on ``problems``."""
@@ -100,13 +107,33 @@ def _most_accurate(settings: Sequence[Setting], problems: Sequence[str]) -> Sett
     return max(settings, key=lambda s: (s.on(problems)[0], -s.on(problems)[1]))
 
 
+def _grouped(why_not: list[tuple[str, str]]) -> str:
+    """`` (L1 (a), L2 (b): <reason>; ...)``: a sweep evaluated before task types would repeat one reason per trial."""
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for who, reason in why_not:
+        by_reason[reason].append(who)
+    parts = [f"{', '.join(who)}: {reason}" for reason, who in by_reason.items()]
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _named(settings: list[Setting]) -> list[Setting]:
+    """Settings of one level from different trials (two adapters of L4, say) are named with their trial too."""
+    shared = Counter(s.trial.label for s in settings)
+    return [replace(s, label=f"{s.trial.label} ({s.trial.name})") if shared[s.trial.label] > 1 else s
+            for s in settings]
+
+
 def route(trials: Sequence[Trial], max_accuracy_drop: float | None = None, min_accuracy: float | None = None,
           margin: float | None = None) -> Routing:
-    """The routing table over the trials graded on the shared eval problems (see the module doc)."""
+    """The routing table over the trials graded on the shared eval problems (see the module doc).
+
+    Raises :class:`CotParetoError` saying why when fewer than two settings carry task types on those problems:
+    with one, the routed policy is that setting and there is nothing to route.
+    """
     if (max_accuracy_drop is None) == (min_accuracy is None):
         raise CotParetoError("route needs one bound: --max-accuracy-drop X or --min-accuracy Y")
     sets = eval_sets(trials)
-    left_out = [f"{t.label} ({t.name}): {sets.reason(t)}" for t in trials if sets.reason(t)]
+    why_not = [(f"{t.label} ({t.name})", sets.reason(t)) for t in trials if sets.reason(t)]
     settings = []
     for trial in trials:
         if sets.results(trial) is None:
@@ -114,10 +141,14 @@ def route(trials: Sequence[Trial], max_accuracy_drop: float | None = None, min_a
         try:
             settings.append(read_setting(trial))
         except CotParetoError as err:
-            left_out.append(f"{trial.label} ({trial.name}): {err}")
+            why_not.append((f"{trial.label} ({trial.name})", str(err)))
     if not settings:
-        raise CotParetoError("no trial has per-problem results with task types to route on"
-                             + (f" ({'; '.join(left_out)})" if left_out else ""))
+        raise CotParetoError("no trial has per-problem results with task types to route on" + _grouped(why_not))
+    if len(settings) < 2:
+        raise CotParetoError(f"only one setting ({settings[0].name}) has per-problem results with task types on "
+                             "the shared eval problems: nothing to route between" + _grouped(why_not))
+    left_out = [f"{who}: {reason}" for who, reason in why_not]
+    settings = _named(settings)
     margin = margin if margin is not None else (max_accuracy_drop if max_accuracy_drop is not None else DEFAULT_MARGIN)
     by_type: dict[str, list[str]] = defaultdict(list)
     for problem, task_type in sorted(settings[0].types.items()):
@@ -147,7 +178,8 @@ def route(trials: Sequence[Trial], max_accuracy_drop: float | None = None, min_a
                    n=len(problems), left_out=left_out)
 
 
-def _decision(row: TypeRoute) -> str:
+def decision_text(row: TypeRoute) -> str:
+    """The chosen setting against the type's best: paired CI and p, or why it cannot be decided."""
     if not row.met:
         return "no setting meets the bound: the most accurate is used"
     if row.paired is None:
@@ -170,13 +202,39 @@ def format_routing(routing: Routing) -> str:
     for row in routing.routes:
         best = f"{row.best.name} ({row.best_accuracy:.3f})"
         lines.append(f"{row.task_type:<22} {row.n:>4}  {row.chosen.name:<16} {row.accuracy:>8.3f} "
-                     f"{row.think_tokens:>9.1f}  {best:<24} {_decision(row)}")
-    ci = routing.paired.ci
-    lines.append(f"routed policy on {routing.n} problems: accuracy {routing.accuracy:.3f}, think tokens "
-                 f"{routing.think_tokens:.1f}; best single setting {routing.single.name}: accuracy "
-                 f"{routing.single_accuracy:.3f}, think tokens {routing.single_think_tokens:.1f}; routed - single "
-                 f"{routing.paired.difference:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] ({routing.paired.verdict} at margin "
-                 f"{routing.paired.margin:g})")
+                     f"{row.think_tokens:>9.1f}  {best:<24} {decision_text(row)}")
+    lines.append(routing_line(routing))
     if routing.left_out:
         lines.append("left out: " + "; ".join(routing.left_out))
     return "\n".join(lines)
+
+
+def routing_line(routing: Routing) -> str:
+    """The routed policy against the best single setting, in one line."""
+    ci = routing.paired.ci
+    return (f"routed policy on {routing.n} problems: accuracy {routing.accuracy:.3f}, think tokens "
+            f"{routing.think_tokens:.1f}; best single setting {routing.single.name}: accuracy "
+            f"{routing.single_accuracy:.3f}, think tokens {routing.single_think_tokens:.1f}; routed - single "
+            f"{routing.paired.difference:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] ({routing.paired.verdict} at margin "
+            f"{routing.paired.margin:g})")
+
+
+def _paired(result: PairedResult | None) -> dict[str, Any]:
+    return {"delta_accuracy": None if result is None else result.difference,
+            "ci_low": None if result is None else result.ci[0], "ci_high": None if result is None else result.ci[1],
+            "mcnemar_p": None if result is None else result.p_value}
+
+
+def routing_summary(routing: Routing) -> dict[str, Any]:
+    """The routing as plain data, for report.json."""
+    routes = [{"task_type": r.task_type, "n": r.n, "setting": r.chosen.name, "trial": r.chosen.trial.name,
+               "accuracy": r.accuracy, "mean_think_tokens": r.think_tokens, "best": r.best.name,
+               "best_trial": r.best.trial.name, "best_accuracy": r.best_accuracy, "meets_bound": r.met,
+               "decided": r.decided, **_paired(r.paired), "decision": decision_text(r)} for r in routing.routes]
+    return {"bound": routing.bound, "routes": routes,
+            "routed": {"n": routing.n, "accuracy": routing.accuracy, "mean_think_tokens": routing.think_tokens},
+            "single": {"setting": routing.single.name, "trial": routing.single.trial.name,
+                       "accuracy": routing.single_accuracy, "mean_think_tokens": routing.single_think_tokens},
+            "routed_vs_single": {**_paired(routing.paired), "verdict": routing.paired.verdict,
+                                 "margin": routing.paired.margin},
+            "left_out": routing.left_out}

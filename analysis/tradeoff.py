@@ -1,13 +1,16 @@
 """The accuracy-vs-think-tokens trade-off of a series of trials: its front, hypervolume and savings.
 
-The baseline is the base model evaluated without an adapter (``adapter=none``); every front
-point is compared with it. Trials are compared as (accuracy up, mean think tokens down).
+The baseline is the base model evaluated without an adapter (``adapter=none``), thinking on where such
+a run exists; every front point is compared with it. The other no-adapter runs (the base model in no-think
+mode, or with another level's prompt) are kept beside it for the plots and the report, never as candidates.
+Trials are compared as (accuracy up, mean think tokens down); no-think trials are candidates like the rest,
+so one with few think tokens may well be on the front.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analysis.pareto import hypervolume, pareto_front
 from analysis.trials import Trial
@@ -26,12 +29,18 @@ class FrontPoint:
 @dataclass(frozen=True)
 class Tradeoff:
     series: str
-    trials: list[Trial]             # the adapters' trials (the baseline is not a candidate)
+    trials: list[Trial]             # the adapters' trials, thinking on and off (no baseline is a candidate)
     baseline: Trial | None
     front: list[FrontPoint]         # by think tokens, ascending
     reference: tuple[float, float]  # (accuracy 0, think tokens) for the hypervolume
     reference_source: str
     hypervolume: float
+    other_baselines: list[Trial] = field(default_factory=list)  # the no-adapter trials besides the baseline
+
+    @property
+    def baselines(self) -> list[Trial]:
+        """The baseline first, then the other no-adapter trials."""
+        return ([self.baseline] if self.baseline else []) + list(self.other_baselines)
 
     @property
     def hypervolume_share(self) -> float:
@@ -45,9 +54,13 @@ def most_accurate(trials: Iterable[Trial]) -> Trial | None:
 
 
 def pick_baseline(trials: Sequence[Trial]) -> Trial | None:
-    """The uncompressed reference: of the no-adapter trials, the one that thinks longest."""
+    """The uncompressed reference: of the no-adapter trials, the one that thinks longest, thinking on first.
+
+    A no-think base model is a compression of its own, not the reference: savings, ``--max-accuracy-drop``
+    and the hypervolume's reference would otherwise be measured against a model that barely thinks.
+    """
     baselines = [trial for trial in trials if trial.baseline]
-    return max(baselines, key=lambda t: (t.mean_think_tokens, -(t.level or 0))) if baselines else None
+    return max(baselines, key=lambda t: (not t.no_think, t.mean_think_tokens, -(t.level or 0)), default=None)
 
 
 def reference_point(trials: Sequence[Trial], baseline: Trial | None,
@@ -82,10 +95,11 @@ def front_points(trials: Sequence[Trial], baseline: Trial | None) -> list[FrontP
 
 
 def tradeoff(series: str, trials: Sequence[Trial], reference_tokens: float | None = None) -> Tradeoff:
-    """Split off the baseline, then the front and the hypervolume of the adapters' trials."""
+    """Split off the baselines, then the front and the hypervolume of the adapters' trials."""
     baseline = pick_baseline(trials)
     candidates = [t for t in trials if not t.baseline]
     reference, source = reference_point(candidates, baseline, reference_tokens)
     front = front_points(candidates, baseline)
     return Tradeoff(series=series, trials=candidates, baseline=baseline, front=front, reference=reference,
-                    reference_source=source, hypervolume=hypervolume([p.trial.point for p in front], reference))
+                    reference_source=source, hypervolume=hypervolume([p.trial.point for p in front], reference),
+                    other_baselines=[t for t in trials if t.baseline and t is not baseline])

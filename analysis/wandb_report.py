@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from analysis.html_report import pareto_figure
 from analysis.paired_table import evidence_rows
 from analysis.report import Report, front_row
+from analysis.scatter import pareto_figure
 from sweep.tracking import resolve_mode
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def log_report(report: Report, group: str, mode: str = "auto", project: str = "c
         rows = [front_row(p) for tr in report.tradeoffs for p in tr.front]
         columns = sorted({key for row in rows for key in row}, key=lambda k: (k.startswith("param."), k))
         table = _table(wandb, rows, columns)
-        run.log({"pareto/scatter": wandb.Plotly(pareto_figure(report.tradeoffs, report.evidence)),
+        run.log({"pareto/scatter": wandb.Plotly(pareto_figure(report.tradeoffs, report.evidence, report.routings)),
                  "pareto/plot": wandb.Image(str(report.out_dir / "pareto.png")), "pareto/front": table,
                  "pareto/paired": _table(wandb, [row for ev in report.evidence for row in evidence_rows(ev)])})
         for tr, ev in zip(report.tradeoffs, report.evidence):

@@ -11,7 +11,7 @@ import yaml
 def write_run_dir(root: Path, name: str, level: int, accuracy: float | None = None, think: float | None = None,
                   ci: tuple[float, float] | None = None, adapter: str = "auto", status: str = "completed",
                   overrides: list[str] | None = None, n_eval: int = 20, eval_seconds: float = 10.0,
-                  samples: list[dict] | None = None) -> Path:
+                  samples: list[dict] | None = None, thinking: str | None = None) -> Path:
     run_dir = root / name
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides or [f"+level='{level}'"]))
@@ -20,6 +20,8 @@ def write_run_dir(root: Path, name: str, level: int, accuracy: float | None = No
     if status == "running":
         return run_dir  # a trial that never wrote its metrics.json
     metrics = {"status": status, "level": level, "adapter": adapter, "model": "tiny", "data": {"name": "svamp"}}
+    if thinking is not None:  # "off": a no-think record, e.g. write_run_dir(trial_dir, "no_think", ..., thinking="off")
+        metrics["thinking"] = thinking
     if status == "failed":
         metrics["error"] = "TrainingError: the loss became nan at step 3"
     else:

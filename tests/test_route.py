@@ -70,3 +70,24 @@ def test_untyped_samples_are_left_out_with_the_reason(tmp_path, sweep, capsys):
     assert "Addition" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["route", str(sweep)])  # a bound is required
+
+
+def test_settings_that_share_a_label_are_told_apart(tmp_path):
+    # Two level-1 adapters: "L1" alone would not say which trial a type is routed to.
+    for name, (level, think, *right) in (("L1_r8", SETTINGS["L1"]), ("L1_r32", (1, *SETTINGS["L5"][1:]))):
+        samples = rows(think, tuple(right))
+        write_run_dir(tmp_path, name, level, sum(r["correct"] for r in samples) / len(samples), float(think),
+                      n_eval=len(samples), samples=samples)
+    routing = route(load_trials(str(tmp_path)).trials, max_accuracy_drop=0.05)
+    assert {row.task_type: row.chosen.name for row in routing.routes} == {
+        "Addition": "L1 (L1_r32)", "Multiplication": "L1 (L1_r8)", "Subtraction": "L1 (L1_r8)"}
+    assert "Addition                 40  L1 (L1_r32)" in format_routing(routing)
+
+
+def test_one_setting_is_nothing_to_route(tmp_path):
+    samples = rows(3, (30, 30, 5))
+    write_run_dir(tmp_path, "L2", 2, 65 / 85, 3.0, n_eval=len(samples), samples=samples)
+    write_run_dir(tmp_path, "L3", 3, 0.5, 3.0)  # no eval_samples.jsonl
+    with pytest.raises(CotParetoError, match=r"only one setting \(L2\) .* nothing to route between "
+                                             r"\(L3 \(L3\): no eval_samples.jsonl in its run dir\)"):
+        route(load_trials(str(tmp_path)).trials, max_accuracy_drop=0.05)
