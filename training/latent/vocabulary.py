@@ -56,7 +56,8 @@ class AbstractVocab:
 def add_abstract_tokens(tokenizer, m: int) -> AbstractVocab:
     """Add the M symbols and the two markers to ``tokenizer`` (those it already holds are kept); their ids."""
     names = [*symbol_names(m), OPEN, CLOSE]
-    tokenizer.add_tokens([name for name in names if name not in tokenizer.get_vocab()], special_tokens=False)
+    held = tokenizer.get_vocab()  # once: each call builds the whole vocabulary (0.17 s for Qwen3's)
+    tokenizer.add_tokens([name for name in names if name not in held], special_tokens=False)
     return abstract_vocab(tokenizer, m)
 
 
