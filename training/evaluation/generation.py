@@ -11,7 +11,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +101,8 @@ def regroup_limits(max_new_tokens: int, first: int) -> list[int]:
 def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling: Mapping[str, Any], *,
              batch_size: int, stop_token_id: int, chat_template_kwargs: Mapping[str, Any] | None = None,
              seed: int = 0, progress: bool = True, desc: str = "eval", share_prefix: bool = True,
-             regroup_after: int = 32, autocast: bool = False,
-             timing: dict[str, Any] | None = None) -> tuple[list[Generated], float]:
+             regroup_after: int = 32, autocast: bool = False, timing: dict[str, Any] | None = None,
+             logits_processors: Callable[[int], list] | None = None) -> tuple[list[Generated], float]:
     """Complete each chat prompt; return the generations in prompt order and the seconds spent generating.
 
     ``share_prefix``: the tokens every prompt starts with (system message, few-shot exemplars, the level's
@@ -110,7 +110,10 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
     decodes until its longest row ends, so one rambling answer keeps every finished row of its batch busy;
     after ``regroup_after``, then 2x, 4x ... new tokens the finished rows are dropped from the batch and its
     KV cache, and the rest go on with fewer rows (0: one pass per batch). ``timing``, when given, receives
-    the prefill and decode split (:func:`timing_summary`).
+    the prefill and decode split (:func:`timing_summary`). ``logits_processors``, when given, is called with each
+    batch's padded prompt width and returns processors for that batch (the latent level's constrained span,
+    :mod:`training.latent.decoding`); they must read their state from the tokens, as regrouping calls
+    ``generate`` again on the sequences so far.
     """
     import torch
     from tqdm.auto import tqdm
@@ -146,7 +149,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
         chunk = order[start : start + batch_size]
         written = _generate_batch(model, tokenizer, kwargs, float(sampling.get("presence_penalty", 0.0)),
                                   stop_token_id, prefix, prefix_cache, precision, clock,
-                                  [encoded[i] for i in chunk], limits)
+                                  [encoded[i] for i in chunk], limits, logits_processors)
         for index, ids in zip(chunk, written):
             results[index] = Generated(text=tokenizer.decode(ids, skip_special_tokens=True),
                                        completion_tokens=len(ids), stopped=stop_token_id in ids)
@@ -160,7 +163,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], sampling
 
 def _generate_batch(model, tokenizer, kwargs: Mapping[str, Any], presence: float, stop_token_id: int,
                     prefix: list[int], prefix_cache, precision, clock: dict[str, Any], rows: list[list[int]],
-                    limits: list[int]) -> list[list[int]]:
+                    limits: list[int], logits_processors: Callable[[int], list] | None = None) -> list[list[int]]:
     """The completion of each row of one left-padded batch, finished rows dropped at each of ``limits``."""
     import torch
     from transformers import LogitsProcessorList
@@ -180,7 +183,8 @@ def _generate_batch(model, tokenizer, kwargs: Mapping[str, Any], presence: float
     stamps: list[float] = []
     # The presence penalty counts the completion only: the tokens after the prompt's width.
     processors = LogitsProcessorList([first_token_clock(stamps)] + ([presence_penalty_processor(presence, width)]
-                                                                     if presence else []))
+                                                                     if presence else [])
+                                     + (list(logits_processors(width)) if logits_processors else []))
     written: list[list[int]] = [[] for _ in rows]
     running, spent = list(range(len(rows))), 0
     for limit in limits:

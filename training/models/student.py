@@ -77,11 +77,58 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
     return config
 
 
+def adapter_vocab_size(adapter_dir: Path) -> int | None:
+    """The length of the tokenizer saved with an adapter (its highest added id + 1); None without ``tokenizer.json``.
+
+    Read from the ``added_tokens`` list alone (the head of the file), not by loading the tokenizer: a plain
+    adapter then costs nothing more to attach.
+    """
+    import json
+
+    path = Path(adapter_dir) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    start = text.find('"added_tokens"')
+    if start < 0:
+        return None
+    try:
+        added, _ = json.JSONDecoder().raw_decode(text, text.index("[", start))
+        return max((int(token["id"]) for token in added), default=-1) + 1
+    except (ValueError, KeyError, TypeError):
+        return None  # not the tokenizers format: treat as a plain adapter
+
+
+def _extended_tokenizer(student: Student, adapter_dir: Path):
+    """The adapter's tokenizer when it holds tokens the student's lacks (the latent level's symbols), set up as
+    the student's (chat template, padding); else None."""
+    size = adapter_vocab_size(adapter_dir)
+    if size is None or size <= len(student.tokenizer):
+        return None
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    tokenizer.chat_template = student.tokenizer.chat_template  # the configured one, as load_tokenizer set it
+    tokenizer.pad_token, tokenizer.padding_side = student.tokenizer.pad_token, student.tokenizer.padding_side
+    return tokenizer
+
+
 def attach_adapter(student: Student, adapter_dir: Path) -> None:
+    """Load the LoRA adapter in ``adapter_dir`` onto the student.
+
+    An adapter saved with a longer tokenizer (the latent level's reserved tokens) brings it along: the base
+    is resized to it first (:func:`training.latent.vocabulary.resize_for`; the adapter holds the new rows'
+    trained values), and it becomes the student's tokenizer.
+    """
     from peft import PeftModel
     from safetensors import SafetensorError
 
     read_adapter_config(adapter_dir)
+    tokenizer = _extended_tokenizer(student, adapter_dir)
+    if tokenizer is not None:
+        from training.latent.vocabulary import resize_for
+
+        resize_for(student.model, tokenizer)  # a padded embedding (Qwen3-4B) may hold the new ids already
     try:
         student.model = PeftModel.from_pretrained(student.model, str(adapter_dir))
     except (ValueError, TypeError, KeyError, RuntimeError, OSError, SafetensorError) as err:
@@ -89,5 +136,9 @@ def attach_adapter(student: Student, adapter_dir: Path) -> None:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise DataError(f"cannot load the LoRA adapter {adapter_dir} onto {student.path}: "
                         f"{type(err).__name__}: {reason}") from None
+    if tokenizer is not None:
+        log.info("model: the adapter's tokenizer has %d tokens (the base's %d)", len(tokenizer),
+                 len(student.tokenizer))
+        student.tokenizer = tokenizer
     student.adapter = str(adapter_dir)
     log.info("model: loaded adapter %s", adapter_dir)
