@@ -97,8 +97,9 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out_dir.mkdir(exist_ok=True)
         write_jsonl(out_dir / EVAL_SAMPLES_FILE, rows)
         write_json(out_dir / EVAL_RESULTS_FILE, {**metrics, "sampling": dict(sampling_cfg), "model": model_cfg["name"]})
-        log.info("eval: %s thinking %s: accuracy %.3f [%.3f, %.3f] (strict %.3f), think tokens mean %.1f, format "
-                 "errors %.1f%%, %.0f generated tokens/s (prefill %.0f, decode %.0f)", ctx.level.tag, mode,
+        log.info("eval: %s%s accuracy %.3f [%.3f, %.3f] (strict %.3f), think tokens mean %.1f, format "
+                 "errors %.1f%%, %.0f generated tokens/s (prefill %.0f, decode %.0f)", ctx.level.tag,
+                 " no-think" if mode == "off" else "",
                  metrics["accuracy"], *metrics["accuracy_ci"], metrics["accuracy_strict"],
                  metrics["mean_think_tokens"], 100 * metrics["format_error_rate"],
                  metrics["eval_tokens_per_second"] or 0, metrics.get("eval_prefill_tokens_per_second") or 0,
