@@ -26,6 +26,7 @@ from plotly.subplots import make_subplots
 from analysis.paired_table import METHODS, PairedEvidence, delta_text, p_text
 from analysis.plots import BASELINE_COLOR, level_color
 from analysis.route import Routing, decision_text, routing_line
+from analysis.route_crossfit import crossfit_line
 from analysis.scatter import pareto_figure
 from analysis.tradeoff import Tradeoff
 from analysis.trials import Trial
@@ -132,7 +133,8 @@ def routing_section(tradeoffs: Sequence[Tradeoff], routings: Sequence[Routing | 
                   "problem with its type's choice.</p>",
                   _table(["task type", "n", "chosen setting", "accuracy", "think tokens", "type's best (accuracy)",
                           "chosen - best"], rows),
-                  f"<p>{html.escape(routing_line(routing))}</p>"]
+                  f"<p>{html.escape(routing_line(routing))}</p>",
+                  f"<p>{html.escape(crossfit_line(routing.crossfit))}</p>"]
         if routing.left_out:
             parts.append(f"<p>Left out: {html.escape('; '.join(routing.left_out))}</p>")
     return "".join(parts)

@@ -21,6 +21,7 @@ from analysis.html_report import write_report
 from analysis.paired_table import DEFAULT_MARGIN, METHODS, PairedEvidence, evidence_rows, paired_evidence
 from analysis.plots import plot_pareto
 from analysis.route import Routing, route, routing_line, routing_summary
+from analysis.route_crossfit import crossfit_line
 from analysis.tradeoff import FrontPoint, Tradeoff, tradeoff
 from analysis.trials import Collection, Trial
 from sweep.search.summary_csv import write_summary
@@ -136,5 +137,7 @@ def format_report(report: Report) -> str:
                          f">= -{evidence.margin:g}): {', '.join(kept)}")
         lines.append(f"  routing per task type ({routing.bound}): {routing_line(routing)}" if routing
                      else f"  routing per task type not computed: {note}")
+        if routing:
+            lines.append(f"  routing, {crossfit_line(routing.crossfit)}")
     lines.append(f"report: {report.html} (also {', '.join(f for f in FILES if f != 'report.html')} in {report.out_dir})")
     return "\n".join(lines)

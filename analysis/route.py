@@ -6,7 +6,10 @@ think tokens on that type's problems, the cheapest setting that meets the bound 
 below the type's most accurate setting, or ``--min-accuracy Y``), and the paired 95 % CI of its accuracy
 minus the type's best on the same problems. The routed policy (each problem answered by its type's
 choice) is then compared, paired, with the best single setting over all problems. Everything is read
-from the trials' ``eval_samples.jsonl`` (each row's ``task_type``, correctness and think tokens).
+from the trials' ``eval_samples.jsonl`` (each row's ``task_type``, correctness and think tokens). That
+comparison is in-sample (choices made and scored on the same problems), so optimistic: with many settings and
+few problems per type the routed policy gains from noise. ``Routing.crossfit`` (``analysis.route_crossfit``:
+choose on one half of each type's problems, score on the other) estimates what routing delivers on new problems.
 
 A setting is a trial: its level, its thinking mode (a no-think twin is a setting of its own) or the base
 model. Two settings that share a label are named with their trial as well, so the table tells them apart.
@@ -24,6 +27,7 @@ from typing import Any
 from analysis.eval_sets import SAMPLES_FILE, eval_sets, read_samples
 from analysis.paired import PairedResult, compare
 from analysis.paired_table import DEFAULT_MARGIN, p_text
+from analysis.route_crossfit import FOLDS, SEED, CrossFit, cross_fit, crossfit_line, crossfit_summary
 from analysis.trials import Trial
 from training.common.errors import CotParetoError
 
@@ -81,6 +85,7 @@ class Routing:
     paired: PairedResult
     n: int
     left_out: list[str]
+    crossfit: CrossFit  # the out-of-sample estimate; the figures above are in-sample, so optimistic
 
 
 def read_setting(trial: Trial) -> Setting:
@@ -107,6 +112,16 @@ def _most_accurate(settings: Sequence[Setting], problems: Sequence[str]) -> Sett
     return max(settings, key=lambda s: (s.on(problems)[0], -s.on(problems)[1]))
 
 
+def choose_type(settings: Sequence[Setting], problems: Sequence[str], max_accuracy_drop: float | None,
+                min_accuracy: float | None) -> tuple[Setting, Setting, bool]:
+    """On one type's ``problems``: the setting routed to, the most accurate, and whether the first meets the bound
+    (when none does, the most accurate is routed to). The one rule for ``route`` and its cross-fitted estimate."""
+    best = _most_accurate(settings, problems)
+    floor = best.on(problems)[0] - max_accuracy_drop if max_accuracy_drop is not None else min_accuracy
+    chosen = _cheapest(settings, problems, floor)
+    return chosen or best, best, chosen is not None
+
+
 def _grouped(why_not: list[tuple[str, str]]) -> str:
     """`` (L1 (a), L2 (b): <reason>; ...)``: a sweep evaluated before task types would repeat one reason per trial."""
     by_reason: dict[str, list[str]] = defaultdict(list)
@@ -124,8 +139,9 @@ def _named(settings: list[Setting]) -> list[Setting]:
 
 
 def route(trials: Sequence[Trial], max_accuracy_drop: float | None = None, min_accuracy: float | None = None,
-          margin: float | None = None) -> Routing:
-    """The routing table over the trials graded on the shared eval problems (see the module doc).
+          margin: float | None = None, folds: int = FOLDS, seed: int = SEED) -> Routing:
+    """The routing table over the trials graded on the shared eval problems (see the module doc). Its routed
+    against single is in-sample, so optimistic; ``crossfit`` (``folds`` folds by ``seed``) is the honest estimate.
 
     Raises :class:`CotParetoError` saying why when fewer than two settings carry task types on those problems:
     with one, the routed policy is that setting and there is nothing to route.
@@ -155,15 +171,11 @@ def route(trials: Sequence[Trial], max_accuracy_drop: float | None = None, min_a
         by_type[task_type].append(problem)
     routes, chosen_for = [], {}
     for task_type, problems in sorted(by_type.items()):
-        best = _most_accurate(settings, problems)
-        best_accuracy = best.on(problems)[0]
-        floor = best_accuracy - max_accuracy_drop if max_accuracy_drop is not None else min_accuracy
-        chosen = _cheapest(settings, problems, floor)
-        met = chosen is not None
-        chosen = chosen or best
+        chosen, best, met = choose_type(settings, problems, max_accuracy_drop, min_accuracy)
         accuracy, tokens = chosen.on(problems)
         paired = None if chosen is best else compare(chosen.correct(problems), best.correct(problems), margin)
-        routes.append(TypeRoute(task_type, len(problems), chosen, best, accuracy, tokens, best_accuracy, paired, met))
+        routes.append(TypeRoute(task_type, len(problems), chosen, best, accuracy, tokens, best.on(problems)[0],
+                                paired, met))
         chosen_for.update({p: chosen for p in problems})
     problems = sorted(chosen_for)
     routed = {p: chosen_for[p].results[p] for p in problems}
@@ -175,7 +187,9 @@ def route(trials: Sequence[Trial], max_accuracy_drop: float | None = None, min_a
                    think_tokens=sum(t for _, t in routed.values()) / len(problems), single=single,
                    single_accuracy=single_accuracy, single_think_tokens=single_tokens,
                    paired=compare({p: ok for p, (ok, _) in routed.items()}, single.correct(problems), margin),
-                   n=len(problems), left_out=left_out)
+                   n=len(problems), left_out=left_out,
+                   crossfit=cross_fit(by_type, lambda ps: choose_type(settings, ps, max_accuracy_drop, min_accuracy)[0],
+                                      lambda ps: _most_accurate(settings, ps), margin, folds, seed))
 
 
 def decision_text(row: TypeRoute) -> str:
@@ -203,14 +217,14 @@ def format_routing(routing: Routing) -> str:
         best = f"{row.best.name} ({row.best_accuracy:.3f})"
         lines.append(f"{row.task_type:<22} {row.n:>4}  {row.chosen.name:<16} {row.accuracy:>8.3f} "
                      f"{row.think_tokens:>9.1f}  {best:<24} {decision_text(row)}")
-    lines.append(routing_line(routing))
+    lines += [routing_line(routing), crossfit_line(routing.crossfit)]
     if routing.left_out:
         lines.append("left out: " + "; ".join(routing.left_out))
     return "\n".join(lines)
 
 
 def routing_line(routing: Routing) -> str:
-    """The routed policy against the best single setting, in one line."""
+    """The routed policy against the best single setting, in one line (in-sample: see ``crossfit_line``)."""
     ci = routing.paired.ci
     return (f"routed policy on {routing.n} problems: accuracy {routing.accuracy:.3f}, think tokens "
             f"{routing.think_tokens:.1f}; best single setting {routing.single.name}: accuracy "
@@ -237,4 +251,4 @@ def routing_summary(routing: Routing) -> dict[str, Any]:
                        "accuracy": routing.single_accuracy, "mean_think_tokens": routing.single_think_tokens},
             "routed_vs_single": {**_paired(routing.paired), "verdict": routing.paired.verdict,
                                  "margin": routing.paired.margin},
-            "left_out": routing.left_out}
+            "crossfit": crossfit_summary(routing.crossfit), "left_out": routing.left_out}

@@ -26,6 +26,7 @@ from analysis.plots import (
     not_worse_label,
 )
 from analysis.route import Routing, routing_line
+from analysis.route_crossfit import crossfit_line
 from analysis.tradeoff import Tradeoff
 from analysis.trials import Trial
 
@@ -92,7 +93,9 @@ def _others_and_routed(fig: go.Figure, tr: Tradeoff, routing: Routing | None, pr
     if routing is not None:
         fig.add_trace(go.Scatter(x=[routing.think_tokens], y=[routing.accuracy], mode="markers+text",
                                  text=["routed"], textposition="top left", name=f"{prefix}{ROUTED_LABEL}",
-                                 hovertext=[html.escape(routing_line(routing))], hoverinfo="text",
+                                 hovertext=[html.escape(routing_line(routing)) + "<br>"
+                                            + html.escape(crossfit_line(routing.crossfit))],
+                                 hoverinfo="text",
                                  marker={"symbol": "x", "size": 15, "color": "black"}))
 
 

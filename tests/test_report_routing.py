@@ -95,6 +95,12 @@ def test_report_json_holds_both_baselines_and_the_known_routing(report):
     assert routing["routed"] == {"n": 80, "accuracy": pytest.approx(74 / 80), "mean_think_tokens": pytest.approx(1.5)}
     assert routing["single"]["setting"] == "base (L4 prompt)" and routing["single"]["accuracy"] == 74 / 80
     assert routing["routed_vs_single"]["delta_accuracy"] == 0.0
+    # Beside the in-sample figures, the cross-fitted estimate: chosen on one half of each type, scored on the other.
+    crossfit = routing["crossfit"]
+    assert crossfit["computed"] and (crossfit["folds"], crossfit["n"]) == (2, 80)
+    assert [fold["n"] for fold in crossfit["per_fold"]] == [40, 40]
+    assert set(crossfit["routed_vs_single"]) >= {"delta_accuracy", "ci_low", "ci_high", "mcnemar_p"}
+    assert crossfit["text"].startswith("cross-fitted (2 folds: choose on one half, score on the other")
     trials_csv = (report.out_dir / "trials.csv").read_text()
     assert "L4/no_think" in trials_csv and ",off," in trials_csv
 
