@@ -59,15 +59,15 @@ class Tracker:
         return ["wandb"] if self.run is not None else []
 
     def log_train_history(self, history: Sequence[Mapping[str, Any]],
-                          val_history: Sequence[Mapping[str, Any]] = ()) -> None:
+                          val_history: Sequence[Mapping[str, Any]] = (), prefix: str = "train") -> None:
         """A loss curve trained elsewhere (data-parallel workers, or the trial that filled the stage cache), and its
         validation curve if it had one (early stopping), under the names the HF Trainer logs in process."""
         if self.run is None:
             return
         for entry in history:
-            self.run.log({"train/loss": entry["loss"], "train/global_step": entry["step"]})
+            self.run.log({f"{prefix}/loss": entry["loss"], f"{prefix}/global_step": entry["step"]})
         for entry in val_history:
-            self.run.log({"eval/loss": entry["loss"], "train/global_step": entry["step"]})
+            self.run.log({"eval/loss": entry["loss"], f"{prefix}/global_step": entry["step"]})
 
     def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "eval") -> None:
         """Charts under ``prefix/``; the summary under the plain names for ``eval`` (the trial's headline

@@ -41,7 +41,7 @@ def test_data_stages_write_the_run_dir(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["+level=7"], "error: unknown level '7': valid levels are 1, 2, 3, 4, 5 (select one with +level=N)"),
+        (["+level=7"], "error: unknown level '7': valid levels are 1, 2, 3, 4, 5, abstract (select one with +level=N)"),
         ([], "no compression level selected: add +level=N"),
         (["+level=4", "data=gsm8k", "data.n_train=100000"], "data.n_train=100000 exceeds the 7473 problems available in"),
         (["+level=4", "stages=[traces,deploy]"], "unknown stage 'deploy'"),

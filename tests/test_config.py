@@ -9,8 +9,8 @@ from training.common.errors import ConfigError
 from training.data.levels import RENDERERS, build_prompt, level_from_config, template_keeps_earlier_think
 
 
-def test_five_levels_exist():
-    assert available_levels() == ["1", "2", "3", "4", "5"]
+def test_five_verbal_levels_and_the_latent_one_exist():
+    assert available_levels() == ["1", "2", "3", "4", "5", "abstract"]
 
 
 @pytest.mark.parametrize("level_id", [1, 2, 3, 4, 5])
@@ -58,7 +58,7 @@ def test_level_overrides_are_quoted_and_checked():
     assert prepare_overrides(["+level=1,2,5"]) == ["+level='1','2','5'"]
     assert prepare_overrides(["+level=range(1,3)"]) == ["+level='1','2'"]
     assert prepare_overrides(["+level='3'"]) == ["+level='3'"]
-    with pytest.raises(ConfigError, match=r"unknown level '7': valid levels are 1, 2, 3, 4, 5"):
+    with pytest.raises(ConfigError, match=r"unknown level '7': valid levels are 1, 2, 3, 4, 5, abstract"):
         prepare_overrides(["+level=7"])
     with pytest.raises(ConfigError, match="unknown level 'six'"):
         prepare_overrides(["+level=1,six"])

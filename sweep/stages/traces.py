@@ -47,7 +47,8 @@ def build_teacher(cfg: DictConfig) -> tuple[Any, int]:
 
 def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     """Have the configured teacher write ``traces.jsonl`` for the training problems; return its summary."""
-    problems, level, out_path = inputs["problems"], ctx.level, ctx.run_dir / TRACES_FILE
+    # The latent level's teacher writes its Phase A verbal CoT (level 1's), not symbols.
+    problems, level, out_path = inputs["problems"], ctx.level.teacher_level, ctx.run_dir / TRACES_FILE
     teacher, n_samples = build_teacher(ctx.cfg.teacher)
     start = time.perf_counter()
     traces = run_teacher(teacher, problems, level, n_samples, int(ctx.cfg.seed))

@@ -13,17 +13,20 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from sweep.stages.base import Stage, TrialContext, file_input
+from sweep.stages.base import Stage, TrialContext, file_input, stage_cache
 from sweep.stages.filter import FILTERED_FILE
 from sweep.trial_record import SCORES, TrialRecord
-from training.common.errors import TrainingError
+from training.caching.stage_cache import content_digest
+from training.common.errors import ConfigError, TrainingError
 from training.common.jsonl import read_jsonl
 from training.config.schema import HardwareSettings, ModelSettings, TrainSettings
+from training.latent.warmup import run_warmup
 from training.models.loading import model_path, plain_values, release_memory
 from training.models.student import load_student
 from training.sft.distributed import train_distributed
 from training.sft.lora_adapter import ADAPTER_DIR, train_and_save
 from training.sft.model_card import write_model_card
+from training.sft.trainer import _lora_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     if not rows:
         raise TrainingError(f"nothing to train on: {rows_path} is empty (the filter kept no trace; "
                             "see its filter_report.json)")
+    if ctx.level.latent is not None:
+        return _warmup(ctx, rows, inputs["filtered"])
     if hardware.num_processes > 1:
         summary = train_distributed(rows_path, plain_values(cfg.model), plain_values(cfg.train), hardware,
                                     ctx.run_dir, base_path=model_path(cfg.model))
@@ -51,6 +56,26 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     student = load_student(cfg.model, cfg.train, hardware)
     summary = train_and_save(student, rows, cfg.model, cfg.train, hardware, ctx.run_dir, ctx.tracker.report_to)
     student.model = None
+    release_memory()
+    return summary
+
+
+def _warmup(ctx: TrialContext, rows: list[dict[str, Any]], rows_path) -> dict[str, Any]:
+    """The latent level: its warm-up rounds (:mod:`training.latent.warmup`), each phase cached on its own."""
+    cfg, hardware = ctx.cfg, ctx.hardware
+    if hardware.num_processes > 1:
+        raise ConfigError("the latent level trains in one process: set hardware.num_processes=1")
+    key = {**key_settings({"train": plain_values(cfg.train), "model": plain_values(cfg.model)}), **key_extra(ctx),
+           "rows": content_digest(rows_path)}
+
+    def log_phase(name: str, history: list[dict[str, Any]]) -> None:
+        ctx.tracker.log_train_history(history, prefix=f"latent/{name}")
+
+    summary = run_warmup(lambda: load_student(cfg.model, cfg.train, hardware), rows, spec=ctx.level.latent,
+                         model_cfg=cfg.model, train_cfg=cfg.train, lora=_lora_settings(cfg.train), hardware=hardware,
+                         run_dir=ctx.run_dir, cache_root=stage_cache(cfg), key=key,
+                         batch_size=int(cfg.eval.batch_size), log_phase=log_phase,
+                         adapter_dir=ctx.run_dir / ADAPTER_DIR)
     release_memory()
     return summary
 
@@ -108,6 +133,8 @@ STAGE = Stage(
     settings={"model": ModelSettings, "hardware": HardwareSettings, "train": TrainSettings},
     inputs=(file_input("filtered", FILTERED_FILE, producer="filter", override="train.data_path"),),
     outputs=(ADAPTER_DIR,), cache_key=("train", "model"), key_settings=key_settings, key_extra=key_extra,
+    # The latent level's phases are cached one by one (their folders with them); the whole is not stored again.
+    cacheable=lambda summary: "latent_phases" not in summary,
     restored=restored,
     finish=write_card, needs_model=True,
 )

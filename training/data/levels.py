@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from training.common.errors import ConfigError
@@ -20,6 +20,20 @@ class Exemplar:
 
 
 @dataclass(frozen=True)
+class LatentSpec:
+    """The latent level's settings (``level.latent``; seed card 004, :mod:`training.latent`)."""
+
+    n_symbols: int = 64
+    rounds: int = 2
+    max_abstract_tokens: int = 128
+    z_min: int = 16
+    z_max: int = 22
+    z_temperature: float = 1.0
+    verbal_instruction: str = "Solve this using Level 1 (Full verbose)."
+    verbal_style: str = "full natural-language reasoning, one sentence per step with its arithmetic"
+
+
+@dataclass(frozen=True)
 class Level:
     id: int
     name: str
@@ -29,10 +43,19 @@ class Level:
     instruction: str  # "Solve this using Level 4 (Ultra-compact)."
     exemplars: tuple[Exemplar, ...] = ()
     max_chars: int | None = None  # hard cap the renderer respects (level 5)
+    latent: LatentSpec | None = None  # the latent level: it reasons in reserved symbols (training.latent)
 
     @property
     def tag(self) -> str:
-        return f"L{self.id}"
+        return "latent" if self.latent else f"L{self.id}"
+
+    @property
+    def teacher_level(self) -> Level:
+        """The level the teacher writes traces at: this one, or for the latent level the verbal CoT of its
+        Phase A (level 1's instruction and style, with this level's renderer and exemplars)."""
+        if self.latent is None:
+            return self
+        return replace(self, instruction=self.latent.verbal_instruction, style=self.latent.verbal_style, latent=None)
 
 
 def level_from_config(cfg: Mapping[str, Any] | None, valid: Sequence[str] = ()) -> Level:
@@ -56,6 +79,7 @@ def level_from_config(cfg: Mapping[str, Any] | None, valid: Sequence[str] = ()) 
             raise ConfigError(f"level {cfg['id']}: exemplar {i} needs a question, a trace and an answer")
         exemplars.append(Exemplar(str(ex["question"]), str(ex["trace"]), str(ex["answer"])))
     max_chars = cfg.get("max_chars")
+    latent = _latent_spec(cfg["id"], cfg.get("latent"))
     return Level(
         id=int(cfg["id"]),
         name=str(cfg["name"]),
@@ -65,7 +89,34 @@ def level_from_config(cfg: Mapping[str, Any] | None, valid: Sequence[str] = ()) 
         instruction=str(cfg["instruction"]),
         exemplars=tuple(exemplars),
         max_chars=int(max_chars) if max_chars is not None else None,
+        latent=latent,
     )
+
+
+def _latent_spec(level_id: Any, cfg: Mapping[str, Any] | None) -> LatentSpec | None:
+    """``level.latent`` checked: counts are positive integers, the z range is ordered, the cap holds a z."""
+    if cfg is None:
+        return None
+    known = {f.name: f.type for f in fields(LatentSpec)}
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise ConfigError(f"level {level_id}: unknown latent setting(s) {', '.join(unknown)} "
+                          f"(valid: {', '.join(known)})")
+    values = {**{f.name: f.default for f in fields(LatentSpec)}, **dict(cfg)}
+    for key in ("n_symbols", "rounds", "max_abstract_tokens", "z_min", "z_max"):
+        value = values[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"level.latent.{key} must be an integer >= 1, got {value!r}")
+    if values["z_min"] > values["z_max"]:
+        raise ConfigError(f"level.latent.z_min ({values['z_min']}) is above z_max ({values['z_max']})")
+    if values["z_max"] > values["max_abstract_tokens"]:
+        raise ConfigError(f"level.latent.z_max ({values['z_max']}) is above max_abstract_tokens "
+                          f"({values['max_abstract_tokens']}): the trained spans could not be decoded")
+    temperature = values["z_temperature"]
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
+        raise ConfigError(f"level.latent.z_temperature must be a number >= 0, got {temperature!r}")
+    return LatentSpec(**{**values, "z_temperature": float(temperature), "verbal_instruction":
+                         str(values["verbal_instruction"]), "verbal_style": str(values["verbal_style"])})
 
 
 def user_message(level: Level, question: str) -> str:
