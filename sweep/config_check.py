@@ -4,8 +4,9 @@ A bad value used to surface where it was first read: ``train.lora_r=0`` after th
 ``eval.extractor=bogus`` after the whole evaluation had run. :func:`check_config` reads each config group a
 stage will use through its schema (:mod:`training.config.schema`, the one place each rule is written; the
 stages read their settings through the same schemas), all at once, in well under a second: no model is
-loaded and no file written. Two checks span more than one group and stay here: ``eval.n_shots`` against the
-level's exemplars, and the adapter folder an eval-only run loads.
+loaded and no file written. Three checks span more than one group and stay here: ``eval.n_shots`` against the
+level's exemplars, the adapter folder an eval-only run loads, and what the latent level's evaluation needs
+(an adapter trained at it, thinking on, no exemplars).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sweep.stages import PLAN, resolve_stages
 from training.config.schema import teacher_schema
 from training.config.settings import as_int, read_settings
 from training.data.levels import build_prompt, level_from_config
+from training.evaluation.latent import check_latent_eval
 from training.models.student import read_adapter_config
 
 # The order groups are checked in: the teacher comes last, as its settings interpolate others (think tags, the
@@ -58,7 +60,9 @@ def check_config(cfg: DictConfig, stages: Sequence[str] | None = None) -> dict[s
         settings[group] = read_settings(schema or teacher_schema(cfg[group]), cfg[group], group)
     if "eval" in stages:
         # More exemplars than the level has is build_prompt's own check; a throwaway prompt runs it now.
-        build_prompt(level_from_config(cfg.get("level")), "", None, settings["eval"].n_shots)
+        level = level_from_config(cfg.get("level"))
+        build_prompt(level, "", None, settings["eval"].n_shots)
         if "train" not in stages and adapter not in ("auto", "none"):
             read_adapter_config(Path(adapter))
+        check_latent_eval(level, settings["eval"].thinking, settings["eval"].n_shots, adapter, "train" in stages)
     return settings

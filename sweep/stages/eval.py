@@ -4,6 +4,10 @@ Reads: the eval problems (``data``), and the adapter: ``adapter/`` from ``train`
 or none with ``adapter=none``. Writes: ``eval_samples.jsonl`` (one row per problem) and ``eval_results.json``;
 with ``eval.thinking=both`` also ``no_think/``, a run dir of the same trial evaluated with thinking off.
 Never cached: it is the measurement. Its result is the trial's headline metrics.
+
+At the latent level (``level.latent``) the student reasons in a span of reserved symbols: generation constrains
+the span (:mod:`training.latent.decoding`), its markers are the think tags, its tokens are counted with the
+adapter's tokenizer, and the vLLM backend serves the adapter merged into the base (``<run dir>/merged/``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from training.config.schema import (
 from training.evaluation.backends import choose_backend, vllm_generate
 from training.evaluation.evaluate import evaluate
 from training.evaluation.inference import InferenceModel, inference_model
+from training.evaluation.latent import MERGED_DIR, latent_vocab, save_merged
+from training.latent.decoding import span_processors, vllm_generate_latent
+from training.latent.vocabulary import AbstractVocab
 from training.models.loading import release_memory, stop_token_id
 from training.models.student import Student, attach_adapter, load_student, read_adapter_config
 from training.models.tokens import TokenCounter
@@ -70,11 +77,16 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     student = load_student(model_cfg, cfg.train, hardware)
     if inputs["adapter"] is not None:
         attach_adapter(student, inputs["adapter"])
-    counter = TokenCounter(student.path)
+    latent = ctx.level.latent
+    vocab = latent_vocab(student.tokenizer, latent, inputs["adapter"]) if latent else None
+    # A latent span's symbols are one token each in the adapter's tokenizer only (the base's splits <z07> up).
+    counter = TokenCounter(inputs["adapter"] if latent else student.path)
     backend, why = choose_backend(settings.backend, hardware.device)
     log.info("eval: backend %s (%s)", backend, why)
-    generator = (_vllm_generator(student, model_cfg, settings.vllm_engine_args, sampling_cfg, hardware, seed)
-                 if backend == "vllm" else None)
+    generator = None
+    if backend == "vllm":
+        generator = (_vllm_latent_generator(ctx, student, vocab, settings.vllm_engine_args) if latent else
+                     _vllm_generator(student, model_cfg, settings.vllm_engine_args, sampling_cfg, hardware, seed))
     runner, began = InferenceModel(None, "vLLM"), time.perf_counter()
     if generator is None:
         runner = inference_model(student.model, hardware.device, hardware.precision)
@@ -90,6 +102,7 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
             system=cfg.prompt.get("system"), n_shots=settings.n_shots, extractor=settings.extractor,
             open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
             chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed, thinking=mode,
+            logits_processors=span_processors(vocab, latent.max_abstract_tokens) if latent else None,
         )
         metrics.update(level=ctx.level.id, adapter=student.adapter, quantization=student.quantization,
                        backend=backend, eval_compute=runner.note, eval_setup_seconds=round(setup_seconds, 3))
@@ -104,6 +117,9 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
                  metrics["mean_think_tokens"], 100 * metrics["format_error_rate"],
                  metrics["eval_tokens_per_second"] or 0, metrics.get("eval_prefill_tokens_per_second") or 0,
                  metrics.get("eval_decode_tokens_per_second") or 0)
+        if latent:
+            log.info("eval: latent spans %.1f symbols on average, %.1f%% closed at the cap of %d",
+                     metrics["mean_span_symbols"], 100 * metrics["span_at_cap_rate"], latent.max_abstract_tokens)
         prefix = "eval" if out_dir == ctx.run_dir else NO_THINK_DIR
         ctx.tracker.log_metrics({**metrics, "n_train": ctx.results.get("train", {}).get("n_train", 0)}, prefix)
         ctx.tracker.log_samples(rows, settings.log_samples, prefix)
@@ -158,6 +174,26 @@ def _vllm_generator(student: Student, model_cfg, engine_args, sampling_cfg, hard
         return vllm_generate(student.path, adapter, prompts, sampling_cfg, stop_token_id=stop_id,
                              precision=hardware.precision, seed=seed, lora_rank=int(rank),
                              chat_template_kwargs=chat_template_kwargs, engine_args=engine_args)
+
+    return generator
+
+
+def _vllm_latent_generator(ctx: TrialContext, student: Student, vocab: AbstractVocab, engine_args):
+    """The latent level's two-stage vLLM decode (the span, then the answer) of the adapter merged into a
+    full-precision base, saved in ``<run dir>/merged/`` with the extended tokenizer. Not run where it was written
+    (vLLM is not installed there); only the merged folder and the sampling arguments are tested."""
+    cfg, hardware, latent = ctx.cfg, ctx.hardware, ctx.level.latent
+    stop_id = stop_token_id(student.tokenizer, cfg.model)
+    student.model = None  # vLLM takes the GPU memory the transformers copy would hold
+    release_memory()
+    merged = save_merged(cfg.model, Path(student.adapter), ctx.run_dir / MERGED_DIR, dtype=hardware.dtype,
+                         device=hardware.device)
+
+    def generator(prompts, chat_template_kwargs):
+        return vllm_generate_latent(str(merged), student.tokenizer, prompts, cfg.sampling, vocab,
+                                    max_abstract_tokens=latent.max_abstract_tokens, stop_token_id=stop_id,
+                                    precision=hardware.precision, seed=int(cfg.seed),
+                                    chat_template_kwargs=chat_template_kwargs, engine_args=engine_args)
 
     return generator
 

@@ -19,8 +19,10 @@ from training.data.levels import Level, build_prompt, template_keeps_earlier_thi
 from training.data.problems import Problem
 from training.data.thinking import no_think_messages, thinking_switch
 from training.evaluation.generation import Generated, generate, timing_summary
+from training.evaluation.latent import add_span_stats
 from training.grading.answers import EXTRACTORS, extract_answer, is_correct
 from training.grading.completions import THINK_CLOSE, THINK_OPEN, parse_completion, think_text
+from training.latent.vocabulary import CLOSE, OPEN
 from training.models.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -116,14 +118,21 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
              chat_template_kwargs: Mapping[str, Any] | None = None, seed: int = 0, progress: bool = True,
              generator: Callable[[list[list[dict[str, str]]]], tuple[list[Generated], float]] | None = None,
              share_prefix: bool = True, regroup_after: int = 32, autocast: bool = False,
-             thinking: str = "on") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+             thinking: str = "on", logits_processors: Callable[[int], list] | None = None,
+             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate at ``level``'s prompt for every problem, grade, and summarise.
 
     ``generator`` replaces transformers generation (``model`` is then unused): the vLLM backend takes the
     same prompts and chat-template kwargs and returns the same rows. ``thinking="off"`` asks for no-think
     answers in the model's own form (:mod:`training.data.thinking`); their think tokens are what the
     (empty) think block holds.
+
+    At the latent level the span's markers are the think tags (its think tokens are the span's, counted by
+    ``counter``, which must be the adapter's tokenizer), ``logits_processors`` constrain the span
+    (:func:`training.latent.decoding.span_processors`), and the metrics describe the spans.
     """
+    if level.latent is not None:
+        open_tag, close_tag = OPEN, CLOSE
     in_system = n_shots > 0 and not template_keeps_earlier_think(tokenizer, chat_template_kwargs, open_tag, close_tag)
     if in_system:
         log.info("eval: the chat template drops earlier turns' think blocks; the %d exemplars go in the system "
@@ -143,10 +152,12 @@ def evaluate(model, tokenizer, problems: Sequence[Problem], level: Level, counte
         outputs, seconds = generate(model, tokenizer, prompts, sampling, batch_size=batch_size,
                                     stop_token_id=stop_token_id, chat_template_kwargs=chat_template_kwargs, seed=seed,
                                     progress=progress, share_prefix=share_prefix, regroup_after=regroup_after,
-                                    autocast=autocast, timing=timing)
+                                    autocast=autocast, timing=timing, logits_processors=logits_processors)
     rows = [grade_sample(p, prompt, out, counter, open_tag, close_tag, prefill)
             for p, prompt, out in zip(problems, prompts, outputs)]
     metrics = {**summarize(rows, extractor), "thinking": thinking}
+    if level.latent is not None:
+        metrics.update(add_span_stats(rows, level.latent))
     generated = sum(out.completion_tokens for out in outputs)
     metrics.update(eval_seconds=round(seconds, 3), eval_generated_tokens=generated,
                    eval_tokens_per_second=round(generated / seconds, 2) if seconds > 0 else None)

@@ -12,7 +12,8 @@ decode step of a 32-row batch fell from 226 ms (NF4 + LoRA, fp32) or 164 ms
 
 The copy is the same function as the student up to bf16 rounding; on fp32 hardware,
 and on GPUs (where the 4-bit kernels are fast and memory is scarce), the student is
-used as it is.
+used as it is. A latent adapter's reserved rows (PEFT's ``trainable_token_indices``) fold
+in the same way: the embedding (and an untied head) as the wrapper computes with it.
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ def effective_weight(layer) -> Any:
 
 
 def _dense_state_dict(base) -> dict[str, Any]:
-    """Parameter name (as in a plain model) -> fp32 tensor, LoRA updates folded in."""
+    """Parameter name (as in a plain model) -> fp32 tensor, LoRA updates and trained token rows folded in."""
     import bitsandbytes as bnb
     from peft.tuners.lora import LoraLayer
 
-    state: dict[str, Any] = {}
+    from training.latent.adapter import token_rows
+
+    # The latent level's embedding (and untied head) with its reserved rows replaced; a tied head is the
+    # embedding again, tied once more in the copy.
+    state: dict[str, Any] = {f"{name}.weight": weight.float() for name, weight in token_rows(base).items()}
     for name, module in base.named_modules():
         if isinstance(module, LoraLayer):
             inner = module.get_base_layer()
@@ -69,7 +74,7 @@ def _dense_state_dict(base) -> dict[str, Any]:
             if module.bias is not None:
                 state[f"{name}.bias"] = module.bias.float()
     for name, param in base.named_parameters():
-        if "lora_" in name or ".base_layer." in name or name in state:
+        if "lora_" in name or ".base_layer." in name or ".token_adapter." in name or name in state:
             continue
         state[name] = param.float()
     return state
