@@ -164,7 +164,10 @@ def paired_line(evidence: PairedEvidence, point: FrontPoint) -> str:
 
 
 def level_text(trial: Trial) -> str:
-    """``level 4``, or ``level 4, thinking off`` for a no-think point: what a deployment would set."""
+    """``level 4``, ``level 4, thinking off`` for a no-think point, or ``the latent level``: what a deployment
+    would set."""
+    if trial.latent:
+        return "the latent level"
     return f"level {trial.level}" + (", thinking off" if trial.no_think else "")
 
 

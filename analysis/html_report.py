@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.paired_table import METHODS, PairedEvidence, delta_text, p_text
-from analysis.plots import BASELINE_COLOR, level_color
+from analysis.plots import BASELINE_COLOR, trial_color
 from analysis.route import Routing, decision_text, routing_line
 from analysis.route_crossfit import crossfit_line
 from analysis.scatter import pareto_figure
@@ -41,7 +41,7 @@ def samples(trial: Trial) -> list[dict[str, Any]]:
 
 
 def _level_key(trial: Trial) -> str:
-    key = "base" if trial.baseline else f"L{trial.level}"
+    key = "base" if trial.baseline else trial.level_tag
     return f"{key} no-think" if trial.no_think else key
 
 
@@ -58,7 +58,7 @@ def levels_figure(tradeoffs: Sequence[Tradeoff], rows_of: dict[int, list[dict[st
         colors: dict[str, str] = {}
         for trial in list(tr.trials) + tr.baselines:
             pooled[_level_key(trial)].extend(rows_of.get(id(trial), []))
-            colors[_level_key(trial)] = BASELINE_COLOR if trial.baseline else level_color(trial.level)
+            colors[_level_key(trial)] = BASELINE_COLOR if trial.baseline else trial_color(trial)
         keys = sorted((k for k in pooled if pooled[k]), key=_key_order)
         fig.add_trace(go.Bar(x=keys, y=[sum(bool(r.get("correct")) for r in pooled[k]) / len(pooled[k]) for k in keys],
                              marker_color=[colors[k] for k in keys], name=f"{tr.series} accuracy",
@@ -98,7 +98,7 @@ def paired_section(evidence: Sequence[PairedEvidence]) -> str:
     for ev in evidence:
         parts.append(f"<p><b>{html.escape(ev.series)}</b>: {html.escape(ev.sets.statement())}.</p>")
         if ev.best is not None:
-            rows = [[f"{'base' if r.trial.baseline else f'L{r.trial.level}'}", r.trial.name, r.role,
+            rows = [['base' if r.trial.baseline else r.trial.level_tag, r.trial.name, r.role,
                      f"{r.trial.mean_think_tokens:.1f}", f"{r.trial.accuracy:.3f}", delta_text(r),
                      "-" if r.result is None else p_text(r.result.p_value),
                      "reference" if r.role == "best" else ("-" if r.result is None else r.result.verdict),

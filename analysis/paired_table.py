@@ -99,7 +99,7 @@ def p_text(p: float) -> str:
 
 def _name(row: PairedRow) -> str:
     no_think = " no-think" if row.trial.no_think else ""
-    return f"{'base' if row.trial.baseline else f'L{row.trial.level}'}{no_think} {row.trial.name}"
+    return f"{'base' if row.trial.baseline else row.trial.level_tag}{no_think} {row.trial.name}"
 
 
 def format_paired_table(evidence: PairedEvidence) -> str:
@@ -107,7 +107,7 @@ def format_paired_table(evidence: PairedEvidence) -> str:
     lines = [f"eval problems: {evidence.sets.statement()}"]
     if evidence.best is None:
         return "\n".join(lines + [f"note: {note}" for note in evidence.notes])
-    lines.append(f"paired against the best, {evidence.best.name} (L{evidence.best.level}, accuracy "
+    lines.append(f"paired against the best, {evidence.best.name} ({evidence.best.level_tag}, accuracy "
                  f"{evidence.best.accuracy:.3f}, {evidence.best.mean_think_tokens:.1f} think tokens). Verdict at "
                  f"margin {evidence.margin:g}: non-inferior when the CI lower bound is >= -{evidence.margin:g}, "
                  f"inferior when its upper bound is below -{evidence.margin:g}:")
@@ -131,7 +131,8 @@ def evidence_rows(evidence: PairedEvidence) -> list[dict[str, Any]]:
     for r in evidence.rows:
         result = r.result
         rows.append({
-            "series": evidence.series, "trial": r.trial.name, "level": r.trial.level, "role": r.role,
+            "series": evidence.series, "trial": r.trial.name, "level": r.trial.level, "latent": r.trial.latent,
+            "role": r.role,
             "accuracy": r.trial.accuracy, "mean_think_tokens": r.trial.mean_think_tokens,
             "best": None if evidence.best is None else evidence.best.name, "margin": evidence.margin,
             "paired": result is not None or r.role == "best", "excluded_reason": r.excluded,

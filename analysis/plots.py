@@ -1,6 +1,7 @@
 """``pareto.png``: every trial, the front as a step line, CIs, the baselines; one front per series.
 
-Colours belong to levels and are the same in every plot (and in the HTML report); series
+Colours belong to levels (the latent level has its own) and are the same in every plot (and in the HTML
+report): :func:`trial_color` is the one place a trial's colour is chosen. Series
 (several sweeps on one plot) differ by marker and line style. Trials evaluated with thinking off
 (``eval.thinking=off``, or the no-think half of ``both``) are hollow markers edged in their level's
 colour: a series of their own to the eye, though the front is computed over all of a series' trials.
@@ -27,6 +28,7 @@ from analysis.tradeoff import Tradeoff  # noqa: E402
 from analysis.trials import Trial  # noqa: E402
 
 LEVEL_COLORS = {1: "#4c72b0", 2: "#55a868", 3: "#c44e52", 4: "#8172b2", 5: "#dd8452"}
+LATENT_COLOR = "#17becf"     # the latent level (level.latent), whatever its id
 OTHER_COLOR = "#7f7f7f"      # a level outside 1-5
 BASELINE_COLOR = "#222222"
 MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -48,6 +50,11 @@ def level_color(level: int | None) -> str:
     return LEVEL_COLORS.get(level, OTHER_COLOR)
 
 
+def trial_color(trial: Trial) -> str:
+    """A trial's level colour: the latent level's own, else its level id's."""
+    return LATENT_COLOR if trial.latent else level_color(trial.level)
+
+
 def front_steps(tradeoff: Tradeoff) -> tuple[list[float], list[float]]:
     """The front's staircase through its points by think tokens (accuracy never falls along it)."""
     points = sorted((p.trial.mean_think_tokens, p.trial.accuracy) for p in tradeoff.front)
@@ -57,7 +64,7 @@ def front_steps(tradeoff: Tradeoff) -> tuple[list[float], list[float]]:
 def _scatter(ax, trials: Sequence[Trial], marker: str, alpha: float, edge: str | None) -> None:
     for trial in trials:
         low, high = trial.accuracy_ci
-        color = level_color(trial.level)
+        color = trial_color(trial)
         # A no-think point is hollow: a black edge would hide the level its colour names.
         face, edge_color = ("none", color) if trial.no_think else (color, edge or color)
         ax.errorbar(trial.mean_think_tokens, trial.accuracy,
@@ -124,9 +131,10 @@ def plot_pareto(tradeoffs: Sequence[Tradeoff], path: Path, title: str = "accurac
 
 
 def _legend(tradeoffs: Sequence[Tradeoff], evidence: Sequence[PairedEvidence], routed: bool) -> list[Line2D]:
-    levels = sorted({t.level for tr in tradeoffs for t in tr.trials if t.level is not None})
-    handles = [Line2D([], [], marker="o", linestyle="", color=level_color(level), label=f"L{level}")
-               for level in levels]
+    tags = {t.level_tag: (t.latent, t.level or 0, trial_color(t)) for tr in tradeoffs for t in tr.trials
+            if t.level is not None or t.latent}
+    handles = [Line2D([], [], marker="o", linestyle="", color=color, label=tag)
+               for tag, (_, _, color) in sorted(tags.items(), key=lambda item: item[1][:2])]
     for index, tradeoff in enumerate(tradeoffs):
         name = f"{tradeoff.series} front" if len(tradeoffs) > 1 else "Pareto front"
         handles.append(Line2D([], [], color="black", linestyle=LINESTYLES[index % len(LINESTYLES)],

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from analysis.html_report import PARETO_DIV
-from analysis.plots import LEVEL_COLORS
+from analysis.plots import LATENT_COLOR, LEVEL_COLORS
 from training.common.errors import CotParetoError
 
 # Without the networking switches Chromium tries to reach Google at start and stalls on a closed network.
@@ -84,8 +84,9 @@ def check_render(page: Path, png: Path | None = None, min_pixels: int = 40) -> d
         raise CotParetoError(f"{page} does not exist")
     png = png or page.with_name("report_screenshot.png")
     markers = drawn_markers(page)
-    counts = color_pixels(screenshot(page, png), LEVEL_COLORS.values())
-    result = {"markers": markers, **{f"L{level}": counts[color] for level, color in LEVEL_COLORS.items()}}
+    counts = color_pixels(screenshot(page, png), [*LEVEL_COLORS.values(), LATENT_COLOR])
+    result = {"markers": markers, **{f"L{level}": counts[color] for level, color in LEVEL_COLORS.items()},
+              "latent": counts[LATENT_COLOR]}
     if markers == 0 or max(counts.values()) < min_pixels:
         raise CotParetoError(f"the Pareto plot in {page} did not draw: {markers} SVG markers, and no level colour "
                              f"covers {min_pixels} pixels of the screenshot {png} ({result})")

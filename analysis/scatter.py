@@ -22,8 +22,8 @@ from analysis.plots import (
     NOT_WORSE_COLOR,
     OTHER_BASELINES_LABEL,
     ROUTED_LABEL,
-    level_color,
     not_worse_label,
+    trial_color,
 )
 from analysis.route import Routing, routing_line
 from analysis.route_crossfit import crossfit_line
@@ -56,7 +56,7 @@ def _trial_trace(trials: Sequence[Trial], name: str, symbol: str, opacity: float
                  "arrayminus": [t.accuracy - t.accuracy_ci[0] for t in trials], "thickness": 1},
         # An array of sizes makes plotly draw a "bubble" trace at opacity 0.7 unless told otherwise.
         marker={"symbol": f"{symbol}-open" if hollow else symbol, "size": sizes, "opacity": 1.0,
-                "color": [level_color(t.level) for t in trials], "line": {"width": widths, "color": outline}})
+                "color": [trial_color(t) for t in trials], "line": {"width": widths, "color": outline}})
 
 
 def _points(fig: go.Figure, tr: Tradeoff, symbol: str, ringed: frozenset[int]) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from analysis.trials import is_latent
 from sweep.run_record import METRICS_FILE, read_metrics
 from training.common.errors import CotParetoError
 
@@ -16,10 +19,22 @@ def table_rows(root: Path) -> list[dict[str, Any]]:
         raise CotParetoError(f"{root} is not a directory")
     rows = []
     for path in sorted(root.rglob(METRICS_FILE)):
-        rows.append({**read_metrics(path.parent), "run_dir": str(path.parent)})
+        metrics = read_metrics(path.parent)
+        rows.append({**metrics, "run_dir": str(path.parent), "latent": is_latent(metrics.get("eval") or metrics,
+                                                                                 _config(path.parent))})
     if not rows:
         raise CotParetoError(f"no metrics.json under {root}: nothing ran there yet")
     return sorted(rows, key=lambda m: (m.get("adapter") != "none", m.get("level") or 0, m["run_dir"]))
+
+
+def _config(run_dir: Path) -> dict[str, Any] | None:
+    """The run dir's composed config (``.hydra/config.yaml``), where ``level.latent`` marks the latent level."""
+    path = run_dir / ".hydra" / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None  # the table still lists the run, by its level id
+    return config if isinstance(config, dict) else None
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -27,7 +42,8 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def _name(m: dict[str, Any]) -> str:
-    name = f"base (L{m.get('level')} prompt)" if m.get("adapter") == "none" else f"L{m.get('level')}"
+    tag = "latent" if m.get("latent") else f"L{m.get('level')}"
+    name = f"base ({tag} prompt)" if m.get("adapter") == "none" else tag
     # The no-think record of eval.thinking=both (a run dir inside its trial's).
     return f"{name} no-think" if (m.get("eval") or {}).get("thinking") == "off" else name
 

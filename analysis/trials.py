@@ -46,10 +46,16 @@ class Trial:
     data: str | None
     accuracy_extractor: str = "flexible"  # which eval_samples.jsonl flag ``accuracy`` counts
     thinking: str = "on"  # "off": evaluated in no-think mode (eval.thinking), its own series in plots
+    latent: bool = False  # the latent level (level.latent): reasons in reserved symbols, named "latent", not L<id>
 
     @property
     def no_think(self) -> bool:
         return self.thinking == "off"
+
+    @property
+    def level_tag(self) -> str:
+        """``L4``, or ``latent`` for the latent level (as :attr:`training.data.levels.Level.tag` names it)."""
+        return "latent" if self.latent else f"L{self.level}"
 
     @property
     def point(self) -> tuple[float, float]:
@@ -57,7 +63,7 @@ class Trial:
 
     @property
     def label(self) -> str:
-        name = f"base (L{self.level} prompt)" if self.baseline else f"L{self.level}"
+        name = f"base ({self.level_tag} prompt)" if self.baseline else self.level_tag
         return f"{name} no-think" if self.no_think else name
 
 
@@ -111,6 +117,13 @@ def _yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
+def is_latent(scores: dict[str, Any] | None, config: dict[str, Any] | None) -> bool:
+    """Whether a run dir's trial is at the latent level: its eval record says so (``latent: true``), or its composed
+    config has ``level.latent`` (a trial that failed before its evaluation)."""
+    level = (config or {}).get("level")
+    return bool((scores or {}).get("latent")) or (isinstance(level, dict) and level.get("latent") is not None)
+
+
 def trial_from_metrics(metrics: dict[str, Any], series: str, name: str, run_dir: Path | None,
                        params: dict[str, str], config: dict[str, Any] | None = None) -> Trial:
     """A completed trial from its ``metrics.json`` (and composed config, when there is one), read as the trial
@@ -132,6 +145,7 @@ def trial_from_metrics(metrics: dict[str, Any], series: str, name: str, run_dir:
         data=(record.data or {}).get("name") or (config.get("data") or {}).get("name"),
         accuracy_extractor=scores.get("accuracy_extractor") or "flexible",
         thinking=scores.get("thinking") or "on",
+        latent=is_latent(scores, config),
     )
 
 

@@ -21,8 +21,9 @@ THROUGHPUT = ("eval_seconds", "eval_tokens_per_second", "eval_prefill_tokens_per
               "eval_decode_tokens_per_second")
 # Copied from the eval stage's results to the top level of metrics.json, where analysis and sweeps read them.
 HEADLINE_METRICS = SCORES + THROUGHPUT
-# How the headline metrics were measured: which extractor ``accuracy`` counts, and the thinking mode (on/off).
-EVAL_MODE = ("accuracy_extractor", "thinking")
+# How the headline metrics were measured: which extractor ``accuracy`` counts, the thinking mode (on/off), and
+# whether the think tokens are a latent span's (the latent level: analysis names it "latent", not by its id).
+EVAL_MODE = ("accuracy_extractor", "thinking", "latent")
 
 
 @dataclass
