@@ -41,3 +41,20 @@ def fresh_stage_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "stage-cache"
     monkeypatch.setenv(STAGE_CACHE_ENV, str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def wandb_logged():
+    """Every dict the trials of a test module log to W&B: a spy on ``Run.log`` (the offline .wandb file once, under
+    load, still lacked the last keys when read; see tests/test_distributed.py)."""
+    from wandb.sdk.wandb_run import Run
+
+    entries, log = [], Run.log
+
+    def spy(run, data, *args, **kwargs):
+        entries.append(data)
+        return log(run, data, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Run, "log", spy)
+        yield entries

@@ -25,27 +25,11 @@ RISING = ("+level=4", "model=tiny-qwen3", "data.n_train=16", "hardware=cpu", "st
 
 
 @pytest.fixture(scope="module")
-def logged():
-    """Every dict the trials of this module log to W&B (a spy on Run.log, as tests/test_distributed.py does)."""
-    from wandb.sdk.wandb_run import Run
-
-    entries, log = [], Run.log
-
-    def spy(run, data, *args, **kwargs):
-        entries.append(data)
-        return log(run, data, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Run, "log", spy)
-        yield entries
-
-
-@pytest.fixture(scope="module")
-def stopped(tmp_path_factory, logged):
+def stopped(tmp_path_factory, wandb_logged):
     """The trial whose validation loss rises, trained once into a module-wide stage cache."""
     run, cache = tmp_path_factory.mktemp("stopped"), tmp_path_factory.mktemp("cache")
     summary = run_pipeline(compose_config(*RISING, f"cache.dir={cache}"), run, group="tests")
-    return run, cache, summary, list(logged)
+    return run, cache, summary, list(wandb_logged)
 
 
 def test_a_rising_validation_loss_stops_training_and_keeps_the_best_adapter(stopped):
@@ -68,8 +52,9 @@ def test_a_rising_validation_loss_stops_training_and_keeps_the_best_adapter(stop
         [(entry["step"], entry["loss"]) for entry in train["val_loss_history"]]
 
 
-def test_a_cache_hit_replays_the_validation_curve(stopped, tmp_path, logged):
+def test_a_cache_hit_replays_the_validation_curve(stopped, tmp_path, wandb_logged):
     _, cache, first, _ = stopped
+    logged = wandb_logged
     logged.clear()
     again = run_pipeline(compose_config(*RISING, f"cache.dir={cache}"), tmp_path, group="tests")
     assert again["train"]["cache"] == "hit" and again["train"]["best_step"] == first["train"]["best_step"]

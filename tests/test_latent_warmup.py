@@ -25,28 +25,12 @@ WEIGHTS = "adapter/adapter_model.safetensors"
 
 
 @pytest.fixture(scope="module")
-def logged():
-    """Every dict the trials of this module log to W&B (a spy on Run.log, as tests/test_early_stopping.py does)."""
-    from wandb.sdk.wandb_run import Run
-
-    entries, log = [], Run.log
-
-    def spy(run, data, *args, **kwargs):
-        entries.append(data)
-        return log(run, data, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Run, "log", spy)
-        yield entries
-
-
-@pytest.fixture(scope="module")
-def warmed(tmp_path_factory, logged):
+def warmed(tmp_path_factory, wandb_logged):
     """One two-round warm-up, trained into a module-wide stage cache."""
     run, cache = tmp_path_factory.mktemp("warm"), tmp_path_factory.mktemp("cache")
     summary = run_pipeline(compose_config(*TRIAL, f"cache.dir={cache}"), run, group="tests")
     assert summary["status"] == "completed", summary.get("error")
-    return run, cache, summary, list(logged)
+    return run, cache, summary, list(wandb_logged)
 
 
 def test_two_rounds_write_every_phase_and_the_adapter_is_the_last_phase(warmed):

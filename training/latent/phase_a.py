@@ -24,7 +24,7 @@ from training.config.schema import TrainSettings
 from training.config.settings import read_settings
 from training.latent.bottleneck import IGNORE, PHASE_A_BLOCKED, BottleneckCollator
 from training.models.hardware import Hardware
-from training.sft.trainer import _finite_loss_callback, _trainer_settings
+from training.sft.trainer import _finite_loss_callback, _trainer_settings, run_options
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +55,9 @@ def training_arguments(cfg: Mapping[str, Any], hardware: Hardware, output_dir: P
     return TrainingArguments(
         output_dir=str(output_dir),
         **{key: value for key, value in settings.items() if key not in _NOT_TRAINER_ARGS},
-        train_sampling_strategy="group_by_length" if settings["group_by_length"] else "random",
-        data_seed=settings["seed"],
         save_strategy="no",  # the caller saves the adapter
-        logging_nan_inf_filter=False,  # a NaN loss must reach the callback, not be averaged away
         remove_unused_columns=False,  # the collator needs each row's segments, which the model never sees
-        use_cpu=hardware.device == "cpu",
-        bf16=hardware.precision == "bf16",
-        fp16=hardware.precision == "fp16",
-        report_to=list(report_to) or "none",
-        dataloader_num_workers=0,
-        disable_tqdm=False,
+        **run_options(settings, hardware, report_to),
     )
 
 

@@ -96,6 +96,15 @@ def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Pat
         output_dir=str(output_dir),
         **{key: value for key, value in settings.items() if key != "group_by_length"},
         **saving,
+        **run_options(settings, hardware, report_to),
+        **ddp_options(hardware),
+    )
+
+
+def run_options(settings: Mapping[str, Any], hardware: Hardware, report_to: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``TrainingArguments`` every training run of ours sets beside the train group (``_trainer_settings``):
+    the SFT recipe's and the latent level's phases (:mod:`training.latent.phase_a`) alike."""
+    return dict(
         data_seed=settings["seed"],
         logging_nan_inf_filter=False,  # a NaN loss must reach our callback, not be averaged away
         # Batches of rows of similar length (shuffled mega-batches sorted by length, drawn from the seeded RNG, so
@@ -109,7 +118,6 @@ def build_sft_config(cfg: Mapping[str, Any], hardware: Hardware, output_dir: Pat
         report_to=list(report_to) or "none",
         dataloader_num_workers=0,
         disable_tqdm=False,
-        **ddp_options(hardware),
     )
 
 
