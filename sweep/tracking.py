@@ -39,12 +39,14 @@ def resolve_mode(requested: str, environ: Mapping[str, str] = os.environ, explic
 
 
 def run_name(cfg: DictConfig) -> str:
-    """``L4-smollm2-135m-r16`` for a trained adapter, ``L4-smollm2-135m-base`` for the baseline."""
-    level = OmegaConf.select(cfg, "level.id", default="none")
+    """``L4-smollm2-135m-r16`` for a trained adapter, ``L4-smollm2-135m-base`` for the baseline; ``latent-...`` at
+    the latent level."""
+    level = "latent" if OmegaConf.select(cfg, "level.latent", default=None) is not None \
+        else f"L{OmegaConf.select(cfg, 'level.id', default='none')}"
     model = OmegaConf.select(cfg, "model.name", default="model")
     if str(cfg.get("adapter", "auto")) == "none":
-        return f"L{level}-{model}-base"
-    return f"L{level}-{model}-r{OmegaConf.select(cfg, 'train.lora_r', default='?')}"
+        return f"{level}-{model}-base"
+    return f"{level}-{model}-r{OmegaConf.select(cfg, 'train.lora_r', default='?')}"
 
 
 class Tracker:

@@ -17,6 +17,7 @@ from training.latent.decoding import (
     FORCE_OPEN,
     FREE,
     IN_SPAN,
+    span_decoding,
     span_phases,
     span_processors,
     split_span,
@@ -147,3 +148,29 @@ def test_vllm_two_stage_arguments(setup):
     z = vocab.symbol_ids
     assert stage_two_prompt([1, 2], [z[0], z[1]], vocab) == [1, 2, z[0], z[1], vocab.close_id]  # cut at the cap
     assert stage_two_prompt([1, 2], [z[0], vocab.close_id], vocab) == [1, 2, z[0], vocab.close_id]
+
+
+def test_span_decoding_samples_the_span_and_keeps_a_greedy_answer_greedy():
+    """The card's decode: the span sampled at its temperature, the answer greedy. With a greedy trial generation
+    samples at temperature 1, so the span's scores are divided by the span temperature and the answer's reduced to
+    their best token; with a sampled trial (T = 0.5) the span's are scaled so that T's division leaves 1 / 0.7."""
+    from training.latent.vocabulary import AbstractVocab
+
+    vocab = AbstractVocab(symbols=("<z00>", "<z01>"), symbol_ids=(3, 4), open_id=5, close_id=6)
+    greedy = {"do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 9}
+    sampling, processors = span_decoding(vocab, 4, 0.7, greedy)
+    assert (sampling["do_sample"], sampling["temperature"], sampling["top_p"], sampling["top_k"]) == (True, 1.0, 1.0, 0)
+    # Row 0 is inside the span (prompt ends with the marker), row 1 has closed it: the answer is free.
+    ids = torch.tensor([[1, 5], [5, 6]])
+    scores = torch.tensor([[0.0, 1.0, 2.0, 1.4, 0.7, 9.0, 0.35], [0.0, 3.0, 1.0, 2.0, 0.0, 0.0, 0.0]])
+    out = processors(1)[0](ids, scores.clone())
+    assert torch.allclose(out[0, [3, 4, 6]], torch.tensor([2.0, 1.0, 0.5])) and torch.isinf(out[0, :3]).all()
+    assert out[1, 1] == 3.0 and torch.isinf(out[1, [0, 2, 3, 4, 5, 6]]).all()  # only the best answer token left
+    sampled, processors = span_decoding(vocab, 4, 0.7, {**greedy, "do_sample": True, "temperature": 0.5})
+    assert sampled["temperature"] == 0.5
+    out = processors(1)[0](ids, scores.clone())
+    assert torch.allclose(out[0, [3, 4, 6]], scores[0, [3, 4, 6]] * 0.5 / 0.7) and torch.equal(out[1], scores[1])
+    # Span temperature 0: the trial's decoding throughout, as before.
+    same, processors = span_decoding(vocab, 4, 0.0, greedy)
+    assert same == greedy and torch.equal(processors(1)[0](ids, scores.clone())[1], scores[1])
+    assert vllm_span_kwargs(vocab, 4, {"temperature": 0.0, "max_tokens": 9}, 0.7)["temperature"] == 0.7

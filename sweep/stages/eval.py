@@ -37,7 +37,7 @@ from training.evaluation.backends import choose_backend, vllm_generate
 from training.evaluation.evaluate import evaluate
 from training.evaluation.inference import InferenceModel, inference_model
 from training.evaluation.latent import MERGED_DIR, latent_vocab, save_merged
-from training.latent.decoding import span_processors, vllm_generate_latent
+from training.latent.decoding import span_decoding, vllm_generate_latent
 from training.latent.vocabulary import AbstractVocab
 from training.models.loading import release_memory, stop_token_id
 from training.models.student import Student, attach_adapter, load_student, read_adapter_config
@@ -93,16 +93,19 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
         log.info("eval: generating with %s", runner.note)
     setup_seconds = time.perf_counter() - began
     by_mode = {}
+    decoding, processors = sampling_cfg, None
+    if latent:  # the span sampled at its own temperature, the answer as the trial's sampling says
+        decoding, processors = span_decoding(vocab, latent.max_abstract_tokens, latent.span_temperature, sampling_cfg)
     for mode in modes(settings.thinking):
         rows, metrics = evaluate(
             runner.model, student.tokenizer, problems, ctx.level, counter, generator=generator,
             autocast=runner.autocast, share_prefix=settings.share_prefix, regroup_after=settings.regroup_after,
-            sampling=sampling_cfg, batch_size=settings.batch_size, stop_token_id=stop_token_id(student.tokenizer,
+            sampling=decoding, batch_size=settings.batch_size, stop_token_id=stop_token_id(student.tokenizer,
                                                                                                  model_cfg),
             system=cfg.prompt.get("system"), n_shots=settings.n_shots, extractor=settings.extractor,
             open_tag=model_cfg["think"]["open"], close_tag=model_cfg["think"]["close"],
             chat_template_kwargs=model_cfg.get("chat_template_kwargs"), seed=seed, thinking=mode,
-            logits_processors=span_processors(vocab, latent.max_abstract_tokens) if latent else None,
+            logits_processors=processors,
         )
         metrics.update(level=ctx.level.id, adapter=student.adapter, quantization=student.quantization,
                        backend=backend, eval_compute=runner.note, eval_setup_seconds=round(setup_seconds, 3))
@@ -191,7 +194,8 @@ def _vllm_latent_generator(ctx: TrialContext, student: Student, vocab: AbstractV
 
     def generator(prompts, chat_template_kwargs):
         return vllm_generate_latent(str(merged), student.tokenizer, prompts, cfg.sampling, vocab,
-                                    max_abstract_tokens=latent.max_abstract_tokens, stop_token_id=stop_id,
+                                    max_abstract_tokens=latent.max_abstract_tokens, span_temperature=latent.span_temperature,
+                                    stop_token_id=stop_id,
                                     precision=hardware.precision, seed=int(cfg.seed),
                                     chat_template_kwargs=chat_template_kwargs, engine_args=engine_args)
 

@@ -29,6 +29,7 @@ class LatentSpec:
     z_min: int = 16
     z_max: int = 22
     z_temperature: float = 1.0
+    span_temperature: float = 0.7
     verbal_instruction: str = "Solve this using Level 1 (Full verbose)."
     verbal_style: str = "full natural-language reasoning, one sentence per step with its arithmetic"
 
@@ -112,10 +113,12 @@ def _latent_spec(level_id: Any, cfg: Mapping[str, Any] | None) -> LatentSpec | N
     if values["z_max"] > values["max_abstract_tokens"]:
         raise ConfigError(f"level.latent.z_max ({values['z_max']}) is above max_abstract_tokens "
                           f"({values['max_abstract_tokens']}): the trained spans could not be decoded")
-    temperature = values["z_temperature"]
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-        raise ConfigError(f"level.latent.z_temperature must be a number >= 0, got {temperature!r}")
-    return LatentSpec(**{**values, "z_temperature": float(temperature), "verbal_instruction":
+    for key in ("z_temperature", "span_temperature"):
+        temperature = values[key]
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
+            raise ConfigError(f"level.latent.{key} must be a number >= 0, got {temperature!r}")
+        values[key] = float(temperature)
+    return LatentSpec(**{**values, "verbal_instruction":
                          str(values["verbal_instruction"]), "verbal_style": str(values["verbal_style"])})
 
 

@@ -50,8 +50,13 @@ def span_phases(input_ids, width: int, open_id: int, close_id: int, max_abstract
     return phase
 
 
-def abstract_span_processor(vocab: AbstractVocab, width: int, max_abstract_tokens: int):
-    """The logits processor of one batch whose padded prompts are ``width`` tokens wide."""
+def abstract_span_processor(vocab: AbstractVocab, width: int, max_abstract_tokens: int, *,
+                            span_scale: float | None = None, greedy_answer: bool = False):
+    """The logits processor of one batch whose padded prompts are ``width`` tokens wide.
+
+    ``span_scale`` multiplies the scores inside the span (a temperature of its own, see :func:`span_decoding`);
+    ``greedy_answer`` keeps only the best token after the span, so sampling there is greedy decoding.
+    """
     import torch
     from transformers import LogitsProcessor
 
@@ -62,10 +67,17 @@ def abstract_span_processor(vocab: AbstractVocab, width: int, max_abstract_token
     class AbstractSpan(LogitsProcessor):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
             phase = span_phases(input_ids, width, vocab.open_id, vocab.close_id, max_abstract_tokens)
-            if bool((phase == FREE).all()):
+            free = phase == FREE
+            if greedy_answer and bool(free.any()):
+                best = scores.argmax(-1, keepdim=True)
+                only_best = torch.full_like(scores, -float("inf")).scatter(-1, best, scores.gather(-1, best))
+                scores = torch.where(free[:, None], only_best, scores)
+            if bool(free.all()):
                 return scores
+            if span_scale is not None:
+                scores = torch.where((phase == IN_SPAN)[:, None], scores * span_scale, scores)
             keep = torch.zeros_like(scores, dtype=torch.bool)
-            keep[phase == FREE] = True
+            keep[free] = True
             in_span = (phase == IN_SPAN).nonzero().flatten()
             keep[in_span[:, None], torch.tensor(allowed, device=scores.device)[None, :]] = True
             keep[phase == FORCE_OPEN, vocab.open_id] = True
@@ -75,9 +87,33 @@ def abstract_span_processor(vocab: AbstractVocab, width: int, max_abstract_token
     return AbstractSpan()
 
 
-def span_processors(vocab: AbstractVocab, max_abstract_tokens: int) -> Callable[[int], list]:
+def span_processors(vocab: AbstractVocab, max_abstract_tokens: int, *, span_scale: float | None = None,
+                    greedy_answer: bool = False) -> Callable[[int], list]:
     """What ``generate(..., logits_processors=...)`` takes: the processors of a batch of the given width."""
-    return lambda width: [abstract_span_processor(vocab, width, max_abstract_tokens)]
+    return lambda width: [abstract_span_processor(vocab, width, max_abstract_tokens, span_scale=span_scale,
+                                                  greedy_answer=greedy_answer)]
+
+
+def span_decoding(vocab: AbstractVocab, max_abstract_tokens: int, span_temperature: float,
+                  sampling: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[int], list]]:
+    """The sampling settings and processors that decode the span at ``span_temperature`` and the answer with the
+    trial's ``sampling``, in one ``generate`` call (the card: the span sampled at 0.7, the answer greedy).
+
+    A greedily trained span decoder closes the span at once when decoded greedily (the closing marker is the single
+    likeliest token at every step), so the span is sampled. With a greedy trial, generation samples at temperature
+    1 with the span's scores divided by ``span_temperature`` and the answer's reduced to their best token, which is
+    greedy decoding; with a sampled trial (temperature T) the span's scores are scaled by T / ``span_temperature``
+    before the trial's temperature divides them. ``span_temperature`` 0 decodes the span with the trial's sampling.
+    """
+    sampling = dict(sampling)
+    if span_temperature <= 0:
+        return sampling, span_processors(vocab, max_abstract_tokens)
+    if sampling.get("do_sample"):
+        scale = float(sampling.get("temperature") or 1.0) / span_temperature
+        return sampling, span_processors(vocab, max_abstract_tokens, span_scale=scale)
+    sampled = {**sampling, "do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
+    return sampled, span_processors(vocab, max_abstract_tokens, span_scale=1.0 / span_temperature,
+                                    greedy_answer=True)
 
 
 def split_span(ids: Sequence[int], vocab: AbstractVocab) -> tuple[list[int], list[int]]:
@@ -90,11 +126,14 @@ def split_span(ids: Sequence[int], vocab: AbstractVocab) -> tuple[list[int], lis
     return ids[:end], ids[end:]
 
 
-def vllm_span_kwargs(vocab: AbstractVocab, max_abstract_tokens: int, sampling_kwargs: Mapping[str, Any]) -> dict:
-    """``SamplingParams`` of stage 1 (the span): the trial's sampling, restricted to the symbols and the closing
-    marker, stopping at it, at most ``max_abstract_tokens`` symbols (a span cut there gets the marker added)."""
-    return {**sampling_kwargs, "allowed_token_ids": list(vocab.allowed_in_span), "stop_token_ids": [vocab.close_id],
-            "max_tokens": max_abstract_tokens, "skip_special_tokens": False}
+def vllm_span_kwargs(vocab: AbstractVocab, max_abstract_tokens: int, sampling_kwargs: Mapping[str, Any],
+                     span_temperature: float = 0.0) -> dict:
+    """``SamplingParams`` of stage 1 (the span): the trial's sampling at ``span_temperature`` (0: the trial's own),
+    restricted to the symbols and the closing marker, stopping at it, at most ``max_abstract_tokens`` symbols (a
+    span cut there gets the marker added)."""
+    temperature = {"temperature": span_temperature} if span_temperature > 0 else {}
+    return {**sampling_kwargs, **temperature, "allowed_token_ids": list(vocab.allowed_in_span),
+            "stop_token_ids": [vocab.close_id], "max_tokens": max_abstract_tokens, "skip_special_tokens": False}
 
 
 def vllm_answer_kwargs(sampling_kwargs: Mapping[str, Any], span_tokens: int) -> dict:
@@ -111,6 +150,7 @@ def stage_two_prompt(prompt_ids: Sequence[int], span_ids: Sequence[int], vocab: 
 
 def vllm_generate_latent(model_dir: str, tokenizer, prompts: Sequence[list[dict[str, str]]],
                          sampling: Mapping[str, Any], vocab: AbstractVocab, *, max_abstract_tokens: int,
+                         span_temperature: float = 0.0,
                          stop_token_id: int, precision: str, seed: int,
                          chat_template_kwargs: Mapping[str, Any] | None = None,
                          engine_args: Mapping[str, Any] | None = None) -> tuple[list[Generated], float]:
@@ -139,7 +179,8 @@ def vllm_generate_latent(model_dir: str, tokenizer, prompts: Sequence[list[dict[
     opened = [[] if ids[-1] == vocab.open_id else [vocab.open_id] for ids in encoded]  # as the processor forces it
     start = time.perf_counter()
     spans = engine.generate([TokensPrompt(prompt_token_ids=[*ids, *extra]) for ids, extra in zip(encoded, opened)],
-                            SamplingParams(**vllm_span_kwargs(vocab, max_abstract_tokens, base)), use_tqdm=True)
+                            SamplingParams(**vllm_span_kwargs(vocab, max_abstract_tokens, base, span_temperature)),
+                            use_tqdm=True)
     firsts = [[*extra, *stage_two_prompt([], list(out.outputs[0].token_ids), vocab)]
               for extra, out in zip(opened, spans)]
     answers = engine.generate([TokensPrompt(prompt_token_ids=[*ids, *first]) for ids, first in zip(encoded, firsts)],

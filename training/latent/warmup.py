@@ -144,7 +144,8 @@ def run_warmup(load_student: Callable[[], Any], rows: Sequence[Mapping[str, Any]
                                 hardware=hardware, template=template, think_tags=think_tags, seed=seed,
                                 batch_size=batch_size)
 
-        parts = {**key, "latent": asdict(spec), "phase": name}
+        # span_temperature is evaluation's alone: a warm-up cached before it changed still hits.
+        parts = {**key, "latent": {k: v for k, v in asdict(spec).items() if k != "span_temperature"}, "phase": name}
         summary = run_cached(cache_root, PHASE_STAGE, parts, run_dir, [f"{LATENT_DIR}/{name}"], compute)
         # Every phase starts from the base and the previous phase's saved adapter, whether that phase ran here or
         # came from the cache: a model carried over in memory is not what a resumed warm-up starts from (the HF
