@@ -84,7 +84,7 @@ def with_other_cot(tiny, row):
     return {**row, "input_ids": ids}
 
 
-def test_a_row_is_its_segments_in_order_with_loss_on_the_answer(tiny):
+def test_a_row_is_its_segments_in_order_with_loss_on_z_and_the_answer(tiny):
     tokenizer, row, vocab = tiny["tokenizer"], tiny["rows"][0], tiny["vocab"]
     ids, segments = row["input_ids"], row["segments"]
     assert list(segments) == [PROMPT, COT, Z, ANSWER]
@@ -99,8 +99,9 @@ def test_a_row_is_its_segments_in_order_with_loss_on_the_answer(tiny):
     assert ids[-1] == stop_token_id(tokenizer, tiny["cfg"].model)  # the template's end of turn is the stop token
     # Every boundary is an added token: the segments tokenised one by one are the whole text tokenised at once.
     assert tokenizer.encode("".join(text.values()), add_special_tokens=False) == ids
-    start, end = segments[ANSWER]
-    assert row["labels"] == [IGNORE] * start + ids[start:end]
+    (z0, _), (start, end) = segments[Z], segments[ANSWER]
+    # Loss on z's symbols, its closing marker and the answer; none on the opening marker (decoding forces it).
+    assert row["labels"] == [IGNORE] * (z0 + 1) + ids[z0 + 1:end]
 
 
 def test_a_phase_b_row_has_no_cot_and_loss_on_z_and_the_answer(tiny):
@@ -108,7 +109,7 @@ def test_a_phase_b_row_has_no_cot_and_loss_on_z_and_the_answer(tiny):
                     tiny["vocab"], loss_on=PHASE_B_LOSS, **tiny["kwargs"])
     assert list(row["segments"]) == [PROMPT, Z, ANSWER]
     start = row["segments"][Z][0]
-    assert row["labels"] == [IGNORE] * start + row["input_ids"][start:]
+    assert row["labels"] == [IGNORE] * (start + 1) + row["input_ids"][start + 1:]  # the opening marker forced
     assert row["input_ids"][start:] == tiny["rows"][0]["input_ids"][tiny["rows"][0]["segments"][Z][0]:]
     with pytest.raises(ConfigError, match="cot"):
         build_row(tiny["tokenizer"], [{"role": "user", "content": "q"}], None, [1], "1", tiny["vocab"],

@@ -145,7 +145,8 @@ def run_warmup(load_student: Callable[[], Any], rows: Sequence[Mapping[str, Any]
                                 batch_size=batch_size)
 
         # span_temperature is evaluation's alone: a warm-up cached before it changed still hits.
-        parts = {**key, "latent": {k: v for k, v in asdict(spec).items() if k != "span_temperature"}, "phase": name}
+        parts = {**key, "latent": {k: v for k, v in asdict(spec).items() if k != "span_temperature"}, "phase": name,
+                 "loss_on": {"a": PHASE_A_LOSS, "b": PHASE_B_LOSS}, "marker_loss": False}  # what the recipe trains
         summary = run_cached(cache_root, PHASE_STAGE, parts, run_dir, [f"{LATENT_DIR}/{name}"], compute)
         # Every phase starts from the base and the previous phase's saved adapter, whether that phase ran here or
         # came from the cache: a model carried over in memory is not what a resumed warm-up starts from (the HF
