@@ -59,7 +59,7 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, Any]:
     retryable = sum(1 for t in traces if t.error and t.retryable)
     seconds = round(time.perf_counter() - start, 3)
     log.info("traces: %s wrote %d traces for %d problems at %s (%d with a teacher error) in %.2fs -> %s",
-             teacher.name, len(traces), len(problems), level.tag, failed, seconds, out_path)
+             teacher.name, len(traces), len(problems), ctx.level.tag, failed, seconds, out_path)
     summary = {"teacher": teacher.name, "n_traces": len(traces), "teacher_errors": failed,
                "retryable_errors": retryable, "seconds": seconds}
     if getattr(teacher, "stats", None):  # LLM teachers: requests sent, cache hits, tokens generated...
