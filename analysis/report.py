@@ -49,7 +49,8 @@ class Report:
 def trial_row(trial: Trial) -> dict[str, Any]:
     """A trial as a flat row: who, params, and metrics with the CI split in two."""
     return {"series": trial.series, "trial": trial.name, "baseline": trial.baseline, "level": trial.level,
-            "latent": trial.latent, "thinking": trial.thinking, "accuracy": trial.accuracy, "accuracy_ci_low": trial.accuracy_ci[0],
+            "latent": trial.latent, "thinking": trial.thinking, "accuracy": trial.accuracy,
+            "accuracy_ci_low": trial.accuracy_ci[0],
             "accuracy_ci_high": trial.accuracy_ci[1], "mean_think_tokens": trial.mean_think_tokens,
             "mean_completion_tokens": trial.mean_completion_tokens, "n_eval": trial.n_eval, "n_train": trial.n_train,
             "seconds_per_problem": None if trial.seconds_per_problem is None else round(trial.seconds_per_problem, 4),

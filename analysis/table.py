@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from analysis.trials import is_latent
+from analysis.trials import is_latent, run_config
 from sweep.run_record import METRICS_FILE, read_metrics
 from training.common.errors import CotParetoError
 
@@ -29,9 +29,8 @@ def table_rows(root: Path) -> list[dict[str, Any]]:
 
 def _config(run_dir: Path) -> dict[str, Any] | None:
     """The run dir's composed config (``.hydra/config.yaml``), where ``level.latent`` marks the latent level."""
-    path = run_dir / ".hydra" / "config.yaml"
     try:
-        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+        config = run_config(run_dir)
     except (OSError, yaml.YAMLError):
         return None  # the table still lists the run, by its level id
     return config if isinstance(config, dict) else None

@@ -117,6 +117,11 @@ def _yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
+def run_config(run_dir: Path) -> Any:
+    """A run dir's composed config (``.hydra/config.yaml``), or None when it has none."""
+    return _yaml(run_dir / ".hydra" / "config.yaml")
+
+
 def is_latent(scores: dict[str, Any] | None, config: dict[str, Any] | None) -> bool:
     """Whether a run dir's trial is at the latent level: its eval record says so (``latent: true``), or its composed
     config has ``level.latent`` (a trial that failed before its evaluation)."""
@@ -156,7 +161,7 @@ def _has_scores(metrics: dict[str, Any]) -> bool:
 def _trial_from_run(run_dir: Path, metrics: dict[str, Any], series: str, name: str | None = None) -> Trial:
     params = params_from_overrides(_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
     return trial_from_metrics(metrics, series, name or run_dir.name, run_dir, params,
-                              _yaml(run_dir / ".hydra" / "config.yaml"))
+                              run_config(run_dir))
 
 
 def _name(run_dir: Path, root: Path) -> str:
@@ -224,7 +229,7 @@ def collect_study(storage: str, study_name: str | None, series: str | None = Non
             collection.skipped["without eval"] += 1
         else:
             run_dir = Path(attrs["run_dir"]) if attrs.get("run_dir") else None
-            config = _yaml(run_dir / ".hydra" / "config.yaml") if run_dir else None
+            config = run_config(run_dir) if run_dir else None
             params = {key.lstrip("+"): str(value) for key, value in trial.params.items()}
             name = f"trial_{trial.number:04d}"
             collection.trials.append(trial_from_metrics(metrics, collection.series, name,

@@ -99,7 +99,7 @@ def test_a_row_is_its_segments_in_order_with_loss_on_z_and_the_answer(tiny):
     assert ids[-1] == stop_token_id(tokenizer, tiny["cfg"].model)  # the template's end of turn is the stop token
     # Every boundary is an added token: the segments tokenised one by one are the whole text tokenised at once.
     assert tokenizer.encode("".join(text.values()), add_special_tokens=False) == ids
-    (z0, _), (start, end) = segments[Z], segments[ANSWER]
+    z0, end = segments[Z][0], segments[ANSWER][1]
     # Loss on z's symbols, its closing marker and the answer; none on the opening marker (decoding forces it).
     assert row["labels"] == [IGNORE] * (z0 + 1) + ids[z0 + 1:end]
 

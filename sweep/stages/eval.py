@@ -194,8 +194,8 @@ def _vllm_latent_generator(ctx: TrialContext, student: Student, vocab: AbstractV
 
     def generator(prompts, chat_template_kwargs):
         return vllm_generate_latent(str(merged), student.tokenizer, prompts, cfg.sampling, vocab,
-                                    max_abstract_tokens=latent.max_abstract_tokens, span_temperature=latent.span_temperature,
-                                    stop_token_id=stop_id,
+                                    max_abstract_tokens=latent.max_abstract_tokens,
+                                    span_temperature=latent.span_temperature, stop_token_id=stop_id,
                                     precision=hardware.precision, seed=int(cfg.seed),
                                     chat_template_kwargs=chat_template_kwargs, engine_args=engine_args)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from sweep.stages.base import Stage, TrialContext, file_input, stage_cache
+from sweep.stages.base import Stage, TrialContext, cache_parts, file_input, stage_cache
 from sweep.stages.filter import FILTERED_FILE
 from sweep.trial_record import SCORES, TrialRecord
 from training.caching.stage_cache import content_digest
@@ -65,8 +65,8 @@ def _warmup(ctx: TrialContext, rows: list[dict[str, Any]], rows_path) -> dict[st
     cfg, hardware = ctx.cfg, ctx.hardware
     if hardware.num_processes > 1:
         raise ConfigError("the latent level trains in one process: set hardware.num_processes=1")
-    key = {**key_settings({"train": plain_values(cfg.train), "model": plain_values(cfg.model)}), **key_extra(ctx),
-           "rows": content_digest(rows_path)}
+    # The train stage's own key (its settings, the rows' digest, the device): each phase's adds its place.
+    key = cache_parts(cfg, STAGE, {"filtered": content_digest(rows_path)}, **key_extra(ctx))
 
     def log_phase(name: str, history: list[dict[str, Any]]) -> None:
         ctx.tracker.log_train_history(history, prefix=f"latent/{name}")

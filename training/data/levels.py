@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from training.common.errors import ConfigError
+from training.config.settings import integer, number, read_settings, setting, text
 from training.grading.completions import THINK_CLOSE, THINK_OPEN, format_completion
 
 RENDERERS = ("verbose", "concise", "terse", "chain", "final")
@@ -19,19 +20,26 @@ class Exemplar:
     answer: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LatentSpec:
-    """The latent level's settings (``level.latent``; seed card 004, :mod:`training.latent`)."""
+    """The latent level's settings (``level.latent``; seed card 004, :mod:`training.latent`), read as a schema."""
 
-    n_symbols: int = 64
-    rounds: int = 2
-    max_abstract_tokens: int = 128
-    z_min: int = 16
-    z_max: int = 22
-    z_temperature: float = 1.0
-    span_temperature: float = 0.7
-    verbal_instruction: str = "Solve this using Level 1 (Full verbose)."
-    verbal_style: str = "full natural-language reasoning, one sentence per step with its arithmetic"
+    n_symbols: int = setting(integer(1), 64)
+    rounds: int = setting(integer(1), 2)
+    max_abstract_tokens: int = setting(integer(1), 128)
+    z_min: int = setting(integer(1), 16)
+    z_max: int = setting(integer(1), 22)
+    z_temperature: float = setting(number(0), 1.0)
+    span_temperature: float = setting(number(0), 0.7)
+    verbal_instruction: str = setting(text(), "Solve this using Level 1 (Full verbose).")
+    verbal_style: str = setting(text(), "full natural-language reasoning, one sentence per step with its arithmetic")
+
+    def check(self, group: str) -> None:
+        if self.z_min > self.z_max:
+            raise ConfigError(f"{group}.z_min ({self.z_min}) is above z_max ({self.z_max})")
+        if self.z_max > self.max_abstract_tokens:
+            raise ConfigError(f"{group}.z_max ({self.z_max}) is above max_abstract_tokens "
+                              f"({self.max_abstract_tokens}): the trained spans could not be decoded")
 
 
 @dataclass(frozen=True)
@@ -95,31 +103,16 @@ def level_from_config(cfg: Mapping[str, Any] | None, valid: Sequence[str] = ()) 
 
 
 def _latent_spec(level_id: Any, cfg: Mapping[str, Any] | None) -> LatentSpec | None:
-    """``level.latent`` checked: counts are positive integers, the z range is ordered, the cap holds a z."""
+    """``level.latent`` read through its schema; a key it does not know is refused (a misspelt ``round`` would
+    otherwise leave the default silently in force)."""
     if cfg is None:
         return None
-    known = {f.name: f.type for f in fields(LatentSpec)}
+    known = [f.name for f in fields(LatentSpec)]
     unknown = sorted(set(cfg) - set(known))
     if unknown:
         raise ConfigError(f"level {level_id}: unknown latent setting(s) {', '.join(unknown)} "
                           f"(valid: {', '.join(known)})")
-    values = {**{f.name: f.default for f in fields(LatentSpec)}, **dict(cfg)}
-    for key in ("n_symbols", "rounds", "max_abstract_tokens", "z_min", "z_max"):
-        value = values[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"level.latent.{key} must be an integer >= 1, got {value!r}")
-    if values["z_min"] > values["z_max"]:
-        raise ConfigError(f"level.latent.z_min ({values['z_min']}) is above z_max ({values['z_max']})")
-    if values["z_max"] > values["max_abstract_tokens"]:
-        raise ConfigError(f"level.latent.z_max ({values['z_max']}) is above max_abstract_tokens "
-                          f"({values['max_abstract_tokens']}): the trained spans could not be decoded")
-    for key in ("z_temperature", "span_temperature"):
-        temperature = values[key]
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-            raise ConfigError(f"level.latent.{key} must be a number >= 0, got {temperature!r}")
-        values[key] = float(temperature)
-    return LatentSpec(**{**values, "verbal_instruction":
-                         str(values["verbal_instruction"]), "verbal_style": str(values["verbal_style"])})
+    return read_settings(LatentSpec, cfg, "level.latent")
 
 
 def user_message(level: Level, question: str) -> str:

@@ -9,9 +9,7 @@ writes the added tokens with nothing between them (``<z07><z41>``), so the span'
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import Any
 from training.common.errors import ConfigError
 from training.data.levels import LatentSpec, Level
 from training.grading.completions import think_text
-from training.latent.vocabulary import CLOSE, OPEN, AbstractVocab, abstract_vocab, symbol_names
+from training.latent.vocabulary import CLOSE, OPEN, AbstractVocab, abstract_vocab, symbol_indices, symbol_names
+from training.models.student import saved_added_tokens
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +49,17 @@ def check_latent_eval(level: Level, thinking: str, n_shots: int, adapter: str, t
 def missing_latent_tokens(adapter_dir: Path, n_symbols: int) -> str | None:
     """What an adapter folder's ``tokenizer.json`` lacks of the reserved tokens, in words; None when it holds them
     all, or when there is no such folder (loading it says so). Read without loading the tokenizer."""
-    path = adapter_dir / "tokenizer.json"
     if not adapter_dir.is_dir():
         return None
-    if not path.is_file():
+    if not (adapter_dir / "tokenizer.json").is_file():
         return "a tokenizer.json (a latent adapter is saved with its extended tokenizer)"
     try:
-        added = {token.get("content") for token in json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])}
-    except (ValueError, AttributeError, UnicodeDecodeError):
+        tokens = saved_added_tokens(adapter_dir)
+    except UnicodeDecodeError:
+        tokens = None
+    if tokens is None:
         return None  # not the tokenizers format: loading it says what is wrong
+    added = {token.get("content") for token in tokens}
     names = [*symbol_names(n_symbols), OPEN, CLOSE]
     absent = [name for name in names if name not in added]
     if not absent:
@@ -80,7 +81,7 @@ def latent_vocab(tokenizer, spec: LatentSpec, adapter: str | Path | None) -> Abs
 def span_symbols(output: str, symbols: Sequence[str]) -> int:
     """How many reserved symbols the completion's span holds (everything in it, when it holds nothing else)."""
     span = think_text(output, OPEN, CLOSE) or ""
-    return len(re.findall("|".join(map(re.escape, symbols)), span)) if symbols else 0
+    return len(symbol_indices(span, symbols))
 
 
 def add_span_stats(rows: list[dict[str, Any]], spec: LatentSpec) -> dict[str, Any]:

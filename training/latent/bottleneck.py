@@ -90,8 +90,9 @@ def build_row(tokenizer, messages: Sequence[Mapping[str, str]], cot: str | None,
         ids = tokenizer.encode(text, add_special_tokens=False) + ([end_of_turn] if name == ANSWER else [])
         segments[name] = [len(input_ids), len(input_ids) + len(ids)]
         input_ids += ids
-        labels += (ids if name in loss_on else [IGNORE] * len(ids)) if name != Z else \
-            ([IGNORE] + ids[1:] if name in loss_on else [IGNORE] * len(ids))
+        labels += ids if name in loss_on else [IGNORE] * len(ids)
+        if name == Z:
+            labels[segments[Z][0]] = IGNORE  # the opening marker: decoding forces it (see PHASE_A_LOSS)
     if segments[PROMPT][1] == 0:
         raise DataError("a bottleneck row's prompt renders to no tokens")
     return {"input_ids": input_ids, "labels": labels, "segments": segments}

@@ -13,6 +13,8 @@ eval-only run finds the same ids the training used.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from training.common.errors import ConfigError
@@ -27,6 +29,12 @@ def symbol_names(m: int) -> list[str]:
         raise ConfigError(f"level.n_symbols must be an integer in [1, 1000], got {m!r}")
     width = max(2, len(str(m - 1)))
     return [f"<z{i:0{width}d}>" for i in range(m)]
+
+
+def symbol_indices(text: str, symbols: Sequence[str]) -> list[int]:
+    """The indices of the reserved symbols in ``text``, in order (the markers and any other text skipped)."""
+    index = {name: i for i, name in enumerate(symbols)}
+    return [index[name] for name in re.findall(r"<z\d+>", text) if name in index]
 
 
 @dataclass(frozen=True)

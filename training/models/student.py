@@ -77,12 +77,10 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
     return config
 
 
-def adapter_vocab_size(adapter_dir: Path) -> int | None:
-    """The length of the tokenizer saved with an adapter (its highest added id + 1); None without ``tokenizer.json``.
-
-    Read from the ``added_tokens`` list alone (the head of the file), not by loading the tokenizer: a plain
-    adapter then costs nothing more to attach.
-    """
+def saved_added_tokens(adapter_dir: Path) -> list[dict[str, Any]] | None:
+    """The ``added_tokens`` list of the ``tokenizer.json`` saved with an adapter; None without one, or when it is not
+    the tokenizers format. Read from the head of the file alone, not by loading the tokenizer: a plain adapter then
+    costs nothing more to attach, and the config check reads it before any model loads."""
     import json
 
     path = Path(adapter_dir) / "tokenizer.json"
@@ -94,6 +92,17 @@ def adapter_vocab_size(adapter_dir: Path) -> int | None:
         return None
     try:
         added, _ = json.JSONDecoder().raw_decode(text, text.index("[", start))
+    except ValueError:
+        return None
+    return added if isinstance(added, list) and all(isinstance(token, dict) for token in added) else None
+
+
+def adapter_vocab_size(adapter_dir: Path) -> int | None:
+    """The length of the tokenizer saved with an adapter (its highest added id + 1); None without ``tokenizer.json``."""
+    added = saved_added_tokens(adapter_dir)
+    if added is None:
+        return None
+    try:
         return max((int(token["id"]) for token in added), default=-1) + 1
     except (ValueError, KeyError, TypeError):
         return None  # not the tokenizers format: treat as a plain adapter
