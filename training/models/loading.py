@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from training.common.atomic import build_atomically
+from training.common.atomic import build_atomically, file_lock
 from training.common.errors import ConfigError
 from training.common.package_data import package_dir
 from training.config.schema import ModelSettings
@@ -119,7 +119,12 @@ def model_path(cfg: Mapping[str, Any]) -> str:
     else:
         key, build = _fingerprint(cfg, ("package", "tokenizer_dir", "architecture", "seed", "stop_token")), _build_tiny
     target = cache_root() / "models" / f"{cfg['name']}-{key}"
-    return str(build_atomically(target, lambda out: build(cfg, out), "config.json"))
+    if (target / "config.json").is_file():
+        return str(target)
+    # Workers starting together on a fresh machine: one converts (a GGUF takes half a minute), the others wait.
+    with file_lock(target.with_name(f".{target.name}.lock"),
+                   on_wait=lambda: log.info("model: waiting for another process to build %s", target)):
+        return str(build_atomically(target, lambda out: build(cfg, out), "config.json"))
 
 
 def load_tokenizer(cfg: Mapping[str, Any], path: str | None = None):
