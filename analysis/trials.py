@@ -21,7 +21,7 @@ from sweep.trial_record import TrialRecord
 from training.common.errors import CotParetoError
 
 # Overrides that say how a trial ran, not what it tried: not shown as its parameters.
-_NOT_PARAMS = ("search", "hardware.num_threads", "hydra.", "wandb.")
+_NOT_PARAMS = ("search", "hardware.num_threads", "hardware.concurrent_trials", "hydra.", "wandb.")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,20 @@ def _values(override: Override) -> list[str]:
 
 
 SWEEPER_PREFIX = "hydra.sweeper."
+SUBMITIT_LAUNCHERS = ("slurm", "slurm_local", "submitit_slurm", "submitit_local")
+
+
+def check_launcher_override(arg: str) -> None:
+    """``hydra/launcher=slurm`` without the ``slurm`` extra: one line saying what to install, instead of Hydra's
+    list of the launchers it has."""
+    import importlib.util
+
+    if override_key(arg) != "hydra/launcher" or "=" not in arg:
+        return
+    if arg.split("=", 1)[1].strip() in SUBMITIT_LAUNCHERS and \
+            importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+        raise ConfigError(f"{arg} needs hydra-submitit-launcher: pip install -e '.[slurm]'")
+
 
 
 def check_sweeper_override(arg: str) -> None:
@@ -96,6 +110,7 @@ def prepare_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> list[st
     prepared = []
     for arg in argv:
         check_sweeper_override(arg)
+        check_launcher_override(arg)
         parsed = _parse(arg, conf_dir)
         if parsed is None:
             prepared.append(arg)

@@ -27,6 +27,7 @@ from sweep.trial_record import COMPLETED, TrialRecord
 from training.common.errors import storage_error
 from training.data.levels import level_from_config
 from training.data.problems import load_problems
+from training.models.gpu_slots import apply_gpu_slot
 from training.models.hardware import apply_threads, resolve_hardware
 
 __all__ = ["run_pipeline"]
@@ -103,11 +104,15 @@ def _run_stages(ctx: TrialContext, record: TrialRecord, group: str) -> None:
 
 
 def _start_model_stages(ctx: TrialContext, record: TrialRecord) -> None:
+    settings = ctx.group("hardware")
+    # Before anything starts CUDA: a trial sharing the machine sees only its own GPUs from here on.
+    gpus = None if settings.device == "cpu" else apply_gpu_slot(settings.concurrent_trials)
     hardware = ctx.hardware = resolve_hardware(ctx.cfg.hardware)
     apply_threads(hardware)
     record.hardware = {"name": hardware.name, "device": hardware.device, "precision": hardware.precision,
                        "precision_reason": hardware.precision_reason, "num_threads": hardware.num_threads,
-                       "num_processes": hardware.num_processes}
+                       "num_processes": hardware.num_processes,
+                       "gpus": gpus if hardware.device == "cuda" else None}
     record.n_train = 0  # an eval-only trial trained on nothing
 
 

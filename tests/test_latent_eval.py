@@ -28,7 +28,8 @@ from training.evaluation.latent import save_merged
 from training.latent.adapter import latent_lora_config, save_latent_adapter, token_rows
 from training.latent.vocabulary import CLOSE, OPEN, abstract_vocab, add_abstract_tokens, resize_for
 from training.models.hardware import resolve_hardware
-from training.models.student import attach_adapter, load_student
+from training.models.loading import load_tokenizer
+from training.models.student import attach_adapter, load_student, student_for_engine
 from training.sft.trainer import _lora_settings
 
 CAP = ("level.latent.max_abstract_tokens=6", "level.latent.z_min=3", "level.latent.z_max=5")
@@ -132,6 +133,19 @@ def test_dense_copy_folds_the_reserved_rows_in(adapter, quantization, tolerance)
     trained = token_rows(student.model)["model.embed_tokens"]
     assert torch.equal(dense.get_input_embeddings().weight, trained.float())
     assert dense.get_output_embeddings().weight.data_ptr() == dense.get_input_embeddings().weight.data_ptr()
+
+
+def test_an_engine_that_loads_its_own_weights_gets_the_student_without_them(adapter):
+    """What the vLLM backend takes instead of a loaded student: no weights, the tokenizer attaching the adapter
+    gives (the extended one here), the adapter checked as attaching it checks it."""
+    cfg = config()
+    served, attached = student_for_engine(cfg.model, adapter), _attached(adapter, "none")
+    assert served.model is None and (served.path, served.adapter) == (attached.path, attached.adapter)
+    assert served.tokenizer.get_vocab() == attached.tokenizer.get_vocab()
+    assert served.tokenizer.chat_template == attached.tokenizer.chat_template
+    assert student_for_engine(cfg.model, None).tokenizer.get_vocab() == load_tokenizer(cfg.model).get_vocab()
+    with pytest.raises(ConfigError, match="no LoRA adapter"):
+        student_for_engine(cfg.model, adapter.parent)
 
 
 def test_merged_model_for_vllm_computes_what_the_adapter_does(adapter, tmp_path):

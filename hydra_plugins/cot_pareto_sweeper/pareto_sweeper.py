@@ -78,14 +78,20 @@ class ParetoSweeper(Sweeper):
 
     # -- settings derived from the config -------------------------------------------------
     def _batch_size(self) -> int:
-        n_jobs = self.settings.get("n_jobs") or OmegaConf.select(self.config, "hydra.launcher.n_jobs") or 1
+        # joblib's n_jobs, or a SLURM array's parallelism: the trials asked together and launched at once.
+        n_jobs = self.settings.get("n_jobs") or OmegaConf.select(self.config, "hydra.launcher.n_jobs") \
+            or OmegaConf.select(self.config, "hydra.launcher.array_parallelism") or 1
         return max(1, usable_cores() if n_jobs == -1 else int(n_jobs))
 
-    def _thread_override(self, batch: int) -> list[str]:
-        if OmegaConf.select(self.config, "hardware.num_threads") is not None:
-            return []  # the user chose
-        threads = max(1, usable_cores() // (max(1, int(self.settings["n_workers"])) * batch))
-        return [f"hardware.num_threads={threads}"]
+    def _machine_share(self, batch: int) -> list[str]:
+        """How the trials that run at once on this machine share it: the cores, and the GPUs in equal slots."""
+        if getattr(self.launcher, "places_jobs_elsewhere", False):
+            return []  # a SLURM job's trial takes what its allocation gives it, not a share of this machine
+        at_once = max(1, int(self.settings["n_workers"])) * batch
+        share = [f"++hardware.concurrent_trials={at_once}"] if at_once > 1 else []
+        if OmegaConf.select(self.config, "hardware.num_threads") is None:  # else the user chose
+            share.append(f"hardware.num_threads={max(1, usable_cores() // at_once)}")
+        return share
 
     @contextmanager
     def _ask_lock(self, sweep_dir: Path) -> Iterator[None]:
@@ -205,7 +211,7 @@ class ParetoSweeper(Sweeper):
             tried = space.overrides(trial.params)
             trial.set_user_attr("overrides", tried)  # what it tried, should it not compose
             try:
-                overrides = prepare_overrides(tried) + self._thread_override(len(asked)) \
+                overrides = prepare_overrides(tried) + self._machine_share(len(asked)) \
                     + [f"hydra.sweep.subdir={subdir}"]
                 trial.set_user_attr("overrides", overrides)
                 self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
@@ -250,7 +256,7 @@ class ParetoSweeper(Sweeper):
                 return
         keys = {override_key(line) for line in overrides}
         job = prepare_overrides([line for line in space.fixed if override_key(line) not in keys] + overrides) \
-            + self._thread_override(1) + [f"hydra.sweep.subdir={BASELINE_DIR}"]
+            + self._machine_share(1) + [f"hydra.sweep.subdir={BASELINE_DIR}"]
         log.info("baseline (%s): %s -> %s", worker_id(), " ".join(overrides), run_dir)
         try:
             self.hydra_context.config_loader.load_sweep_config(self.config, job)

@@ -33,14 +33,14 @@ from training.config.schema import (
     QuantSettings,
     SamplingSettings,
 )
-from training.evaluation.backends import choose_backend, vllm_generate
+from training.evaluation.backends import choose_backend, start_vllm, vllm_generate
 from training.evaluation.evaluate import evaluate
 from training.evaluation.inference import InferenceModel, inference_model
 from training.evaluation.latent import MERGED_DIR, latent_vocab, save_merged
 from training.latent.decoding import span_decoding, vllm_generate_latent
 from training.latent.vocabulary import AbstractVocab
 from training.models.loading import release_memory, stop_token_id
-from training.models.student import Student, attach_adapter, load_student, read_adapter_config
+from training.models.student import Student, attach_adapter, load_student, read_adapter_config, student_for_engine
 from training.models.tokens import TokenCounter
 from training.sft.lora_adapter import ADAPTER_DIR
 
@@ -74,21 +74,25 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """
     cfg, hardware, problems = ctx.cfg, ctx.hardware, inputs["problems"]
     model_cfg, settings, sampling_cfg, seed = cfg.model, ctx.group("eval"), cfg.sampling, int(cfg.seed)
-    student = load_student(model_cfg, cfg.train, hardware)
-    if inputs["adapter"] is not None:
-        attach_adapter(student, inputs["adapter"])
+    backend, why = choose_backend(settings.backend, hardware.device)
+    log.info("eval: backend %s (%s)", backend, why)
+    if backend == "vllm":  # vLLM loads its own weights: the transformers copy is never loaded
+        student = student_for_engine(model_cfg, inputs["adapter"])
+    else:
+        student = load_student(model_cfg, cfg.train, hardware)
+        if inputs["adapter"] is not None:
+            attach_adapter(student, inputs["adapter"])
     latent = ctx.level.latent
     vocab = latent_vocab(student.tokenizer, latent, inputs["adapter"]) if latent else None
     # A latent span's symbols are one token each in the adapter's tokenizer only (the base's splits <z07> up).
     counter = TokenCounter(inputs["adapter"] if latent else student.path)
-    backend, why = choose_backend(settings.backend, hardware.device)
-    log.info("eval: backend %s (%s)", backend, why)
-    generator = None
+    generator, runner = None, InferenceModel(None, "vLLM")
     if backend == "vllm":
+        began = time.perf_counter()
         generator = (_vllm_latent_generator(ctx, student, vocab, settings.vllm_engine_args) if latent else
                      _vllm_generator(student, model_cfg, settings.vllm_engine_args, sampling_cfg, hardware, seed))
-    runner, began = InferenceModel(None, "vLLM"), time.perf_counter()
-    if generator is None:
+    else:
+        began = time.perf_counter()
         runner = inference_model(student.model, hardware.device, hardware.precision)
         log.info("eval: generating with %s", runner.note)
     setup_seconds = time.perf_counter() - began
@@ -166,17 +170,16 @@ def write_no_think_record(ctx: TrialContext, trial: TrialRecord) -> None:
 
 
 def _vllm_generator(student: Student, model_cfg, engine_args, sampling_cfg, hardware, seed: int):
-    """Generation by vLLM: the base weights plus the student's adapter; the transformers copy is freed first."""
+    """Generation by vLLM: the base weights plus the student's adapter as a LoRA request, one engine for every
+    thinking mode."""
     adapter = None if student.adapter == "none" else student.adapter
-    rank = read_adapter_config(Path(adapter))["r"] if adapter else 8
+    engine = start_vllm(student.path, precision=hardware.precision, seed=seed, engine_args=engine_args,
+                        lora_rank=int(read_adapter_config(Path(adapter))["r"]) if adapter else None)
     stop_id = stop_token_id(student.tokenizer, model_cfg)
-    student.model = None  # vLLM takes the GPU memory the transformers copy would hold
-    release_memory()
 
     def generator(prompts, chat_template_kwargs):
-        return vllm_generate(student.path, adapter, prompts, sampling_cfg, stop_token_id=stop_id,
-                             precision=hardware.precision, seed=seed, lora_rank=int(rank),
-                             chat_template_kwargs=chat_template_kwargs, engine_args=engine_args)
+        return vllm_generate(engine, adapter, prompts, sampling_cfg, stop_token_id=stop_id, seed=seed,
+                             chat_template_kwargs=chat_template_kwargs)
 
     return generator
 
@@ -187,17 +190,16 @@ def _vllm_latent_generator(ctx: TrialContext, student: Student, vocab: AbstractV
     (vLLM is not installed there); only the merged folder and the sampling arguments are tested."""
     cfg, hardware, latent = ctx.cfg, ctx.hardware, ctx.level.latent
     stop_id = stop_token_id(student.tokenizer, cfg.model)
-    student.model = None  # vLLM takes the GPU memory the transformers copy would hold
-    release_memory()
     merged = save_merged(cfg.model, Path(student.adapter), ctx.run_dir / MERGED_DIR, dtype=hardware.dtype,
                          device=hardware.device)
+    release_memory()  # the merge's copy, before vLLM takes the GPU memory
+    engine = start_vllm(str(merged), precision=hardware.precision, seed=int(cfg.seed), engine_args=engine_args)
 
     def generator(prompts, chat_template_kwargs):
-        return vllm_generate_latent(str(merged), student.tokenizer, prompts, cfg.sampling, vocab,
+        return vllm_generate_latent(engine, student.tokenizer, prompts, cfg.sampling, vocab,
                                     max_abstract_tokens=latent.max_abstract_tokens,
                                     span_temperature=latent.span_temperature, stop_token_id=stop_id,
-                                    precision=hardware.precision, seed=int(cfg.seed),
-                                    chat_template_kwargs=chat_template_kwargs, engine_args=engine_args)
+                                    seed=int(cfg.seed), chat_template_kwargs=chat_template_kwargs)
 
     return generator
 

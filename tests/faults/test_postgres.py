@@ -7,6 +7,7 @@ libpq's PGPASSWORD, or the whole URL in an environment variable (hydra.sweeper.s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,10 @@ from training.models.hardware import usable_cores
 
 STUDY = "smoke-tiny-qwen3-svamp"
 SMOKE = ["+search=smoke", "wandb.mode=disabled"]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def _trials(url: str) -> list[FrozenTrial]:
@@ -99,6 +104,9 @@ def test_two_workers_share_a_study_and_its_password_stays_out_of_every_file(post
     assert len({t.user_attrs[WORKER] for t in trials}) == 2  # both processes ran trials
     threads = max(1, usable_cores() // 2)  # the cores split between the two workers
     assert all(f"hardware.num_threads={threads}" in t.user_attrs["overrides"] for t in trials)
+    # Two trials at once on this machine: each would get half its GPUs (none here, so the record says none).
+    assert all("++hardware.concurrent_trials=2" in t.user_attrs["overrides"] for t in trials)
+    assert all(read_json(Path(t.user_attrs["run_dir"]) / "metrics.json")["hardware"]["gpus"] is None for t in trials)
     rows = read_summary(sweep_dir / "sweep_summary.csv")
     assert sorted(int(r["number"]) for r in rows) == [0, 1, 2]
     assert {r["state"] for r in rows} == {"COMPLETE"} and all(Path(r["run_dir"]).is_dir() for r in rows)

@@ -154,6 +154,9 @@ class HardwareSettings:
     num_threads: int | None = setting(integer(1, "null or at least 1", null=True), None)  # null: every usable core
     # null reads as 1; not `or 1`: an explicit 0 is a mistake to report, not to fix.
     num_processes: int | None = setting(integer(1, "at least 1", null=True), None)
+    # Trials running at once on this machine (the sweeper sets it): each gets its own 1/k of the GPUs
+    # (training/models/gpu_slots.py). null reads as 1.
+    concurrent_trials: int | None = setting(integer(1, "null or at least 1", null=True), None)
 
 
 @dataclass(frozen=True, kw_only=True)

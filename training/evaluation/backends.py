@@ -68,17 +68,27 @@ def vllm_sampling_kwargs(sampling: Mapping[str, Any], stop_token_id: int, seed: 
             "top_k": checked["top_k"] or -1}  # -1: no top-k cut
 
 
-def vllm_generate(base_path: str, adapter_dir: str | None, prompts: Sequence[list[dict[str, str]]],
-                  sampling: Mapping[str, Any], *, stop_token_id: int, precision: str, seed: int, lora_rank: int = 64,
-                  chat_template_kwargs: Mapping[str, Any] | None = None,
-                  engine_args: Mapping[str, Any] | None = None) -> tuple[list[Generated], float]:
-    """Complete each chat prompt with vLLM (the base model plus ``adapter_dir`` as a LoRA request)."""
-    from vllm import LLM, SamplingParams
-    from vllm.lora.request import LoRARequest
+def start_vllm(model: str, *, precision: str, seed: int, lora_rank: int | None = None, tokenizer: str | None = None,
+               engine_args: Mapping[str, Any] | None = None):
+    """A vLLM engine for ``model`` (LoRA requests enabled up to ``lora_rank``, when given), started once per
+    evaluation: both thinking modes of ``eval.thinking=both`` use it. The log says how long it took to start."""
+    from vllm import LLM
 
     dtype = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[precision]
-    engine = LLM(model=base_path, dtype=dtype, seed=seed, enable_lora=adapter_dir is not None,
-                 max_lora_rank=max(lora_rank, 8), **dict(engine_args or {}))
+    lora = {"enable_lora": True, "max_lora_rank": max(lora_rank, 8)} if lora_rank else {}
+    began = time.perf_counter()
+    engine = LLM(model=model, tokenizer=tokenizer or model, dtype=dtype, seed=seed, **lora, **dict(engine_args or {}))
+    log.info("eval: vLLM engine started in %.1f s (%s, %s)", time.perf_counter() - began, model, precision)
+    return engine
+
+
+def vllm_generate(engine, adapter_dir: str | None, prompts: Sequence[list[dict[str, str]]],
+                  sampling: Mapping[str, Any], *, stop_token_id: int, seed: int,
+                  chat_template_kwargs: Mapping[str, Any] | None = None) -> tuple[list[Generated], float]:
+    """Complete each chat prompt with ``engine`` (the base model plus ``adapter_dir`` as a LoRA request)."""
+    from vllm import SamplingParams
+    from vllm.lora.request import LoRARequest
+
     params = SamplingParams(**vllm_sampling_kwargs(sampling, stop_token_id, seed))
     lora = LoRARequest("trial-adapter", 1, adapter_dir) if adapter_dir else None
     start = time.perf_counter()

@@ -148,31 +148,27 @@ def stage_two_prompt(prompt_ids: Sequence[int], span_ids: Sequence[int], vocab: 
     return ids if vocab.close_id in span_ids else [*ids, vocab.close_id]
 
 
-def vllm_generate_latent(model_dir: str, tokenizer, prompts: Sequence[list[dict[str, str]]],
+def vllm_generate_latent(engine, tokenizer, prompts: Sequence[list[dict[str, str]]],
                          sampling: Mapping[str, Any], vocab: AbstractVocab, *, max_abstract_tokens: int,
-                         span_temperature: float = 0.0,
-                         stop_token_id: int, precision: str, seed: int,
-                         chat_template_kwargs: Mapping[str, Any] | None = None,
-                         engine_args: Mapping[str, Any] | None = None) -> tuple[list[Generated], float]:
+                         span_temperature: float = 0.0, stop_token_id: int, seed: int,
+                         chat_template_kwargs: Mapping[str, Any] | None = None) -> tuple[list[Generated], float]:
     """The card's two-stage vLLM decode, batched over all prompts: the span under ``allowed_token_ids`` up to
     the closing marker, then the answer unconstrained on prompt + span. Returns what ``vllm_generate`` does.
 
     Not yet run: vLLM is not installed where this was written; only the SamplingParams arguments
     (:func:`vllm_span_kwargs`, :func:`vllm_answer_kwargs`) and the stage-two prompt are tested.
-    ``model_dir`` is a merged model saved with the extended tokenizer (the card's ``final/``:
+    ``engine`` serves a merged model saved with the extended tokenizer (the card's ``final/``:
     ``merge_and_unload()`` of the adapter on a full-precision base): vLLM's LoRA requests cannot carry the
     reserved embedding rows. Prompts are encoded and completions decoded with ``tokenizer``, as in
     :func:`training.evaluation.generation.generate`, so both backends count the same tokens.
     """
     import time
 
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
     from training.evaluation.backends import vllm_sampling_kwargs
 
-    dtype = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[precision]
-    engine = LLM(model=str(model_dir), tokenizer=str(model_dir), dtype=dtype, seed=seed, **dict(engine_args or {}))
     base = vllm_sampling_kwargs(sampling, stop_token_id, seed)
     encoded = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True,
                                              **dict(chat_template_kwargs or {}))["input_ids"] for p in prompts]

@@ -43,6 +43,20 @@ def load_student(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], har
     return Student(model, tokenizer, path, "nf4" if quant is not None else "none")
 
 
+def student_for_engine(model_cfg: Mapping[str, Any], adapter_dir: Path | None) -> Student:
+    """The student without its weights, for an engine that loads its own (vLLM): the base's folder, its
+    tokenizer (the adapter's extended one where the adapter brings reserved tokens), and the adapter, checked as
+    :func:`attach_adapter` checks it. Loading the transformers copy only to free it again would cost a model
+    load and, on a GPU, the memory vLLM wants."""
+    path = model_path(model_cfg)
+    student = Student(None, load_tokenizer(model_cfg, path), path, "none")
+    if adapter_dir is not None:
+        read_adapter_config(adapter_dir)
+        student.tokenizer = _extended_tokenizer(student, adapter_dir) or student.tokenizer
+        student.adapter = str(adapter_dir)
+    return student
+
+
 def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
     """``adapter_dir``'s ``adapter_config.json``, checked for what loading it needs; cheap (no model).
 
