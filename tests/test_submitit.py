@@ -131,3 +131,23 @@ def test_a_trial_whose_retries_are_used_up_is_recorded_failed_and_a_finished_one
                                       "error": "job 123 ended without a result (state FINISHED), 3 time(s)"}
     assert read_metrics(finished) == {"status": "completed", "accuracy": 0.5}
     assert read_metrics(never)["status"] == "failed"  # a job lost before its trial wrote anything
+
+
+def test_every_setting_of_the_slurm_config_reaches_sbatch():
+    """Without a cluster (submitit's SLURM executor wants srun) each key of hydra/launcher=slurm must still be one
+    submitit turns into an sbatch option, or one the launcher itself reads: a misspelt key would otherwise be
+    refused only on the cluster."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from submitit.slurm.slurm import SlurmExecutor
+
+    from sweep.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["+level='4'", "hydra/launcher=slurm",
+                                                       "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert launcher["_target_"].endswith("submitit_retry.SlurmLauncher") and launcher["partition"] == "gpu"
+    own = {"_target_", "submitit_folder", "max_num_timeout", "retries"}
+    valid = set(SlurmExecutor._valid_parameters()) | set(SlurmExecutor._equivalence_dict())
+    assert sorted(set(launcher) - own - valid) == []
