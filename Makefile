@@ -49,10 +49,11 @@ postgres:
 	  echo "installing Debian's postgresql (for the study storage tests)"; \
 	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
-# Two pytest workers, each running whole modules (--dist loadfile: a module's shared fixtures are built once);
-# the heaviest modules start first (tests/conftest.py orders them; xdist would otherwise put the modules
-# with most tests first, not the longest). TEST_WORKERS=0 runs it in this process.
-TEST_WORKERS ?= 2
+# One pytest worker per core (at most 4; each on cores of its own), each running whole modules (--dist loadfile:
+# a module's shared fixtures are built once); the heaviest modules start first (tests/conftest.py orders them;
+# xdist would otherwise put the modules with most tests first, not the longest). TEST_WORKERS=0 runs it in this
+# process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser postgres
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

@@ -23,7 +23,7 @@ def gsm8k_train_rows() -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
-# The modules that take longest, first: `make test` runs the suite on two workers (pytest-xdist, one module
+# The modules that take longest, first: `make test` runs the suite on several workers (pytest-xdist, one module
 # per worker at a time), and a long module started last would leave one worker idle while it runs.
 HEAVY_FIRST = ("faults/test_postgres.py", "test_sweeps.py", "test_submitit.py", "test_train_eval.py", "test_config.py",
                "test_cli.py", "faults/test_bad_inputs.py", "test_distributed.py", "test_latent_eval.py",

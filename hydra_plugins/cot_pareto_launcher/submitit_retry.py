@@ -86,7 +86,7 @@ if BaseSubmititLauncher is not None:
             return [self._result(executor, job, job_params) for job, job_params in zip(jobs, params)]
 
         def _result(self, executor, job, params: tuple) -> JobReturn:
-            from submitit.core.utils import UncompletedJobError
+            from submitit.core.utils import FailedJobError, UncompletedJobError
 
             overrides, number = params[0], params[2]
             for attempt in range(self.retries + 1):
@@ -94,6 +94,11 @@ if BaseSubmititLauncher is not None:
                     job._results_timeout_s = self.result_wait_s  # noqa: SLF001 - see LocalLauncher
                 try:
                     return job.results()[0]
+                except FailedJobError as err:  # the job ran and raised outside the trial: running it again would too
+                    lines = [line for line in str(err).splitlines() if line.strip() and not line.startswith("-")]
+                    log.error("trial #%d: job %s failed: %s", number, job.job_id, lines[-1] if lines else err)
+                    return JobReturn(overrides=overrides, status=JobStatus.FAILED,
+                                     _return_value=RuntimeError(f"job {job.job_id} failed; see {job.paths.stderr}"))
                 except UncompletedJobError as err:
                     reason = f"job {job.job_id} ended without a result (state {job.state})"
                     detail = str(err).strip().splitlines()[-1:] or [""]
