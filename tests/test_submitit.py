@@ -90,7 +90,9 @@ def test_a_grid_of_jobs_gives_the_basic_launchers_summary_and_report(tmp_path):
 
 def test_a_job_killed_mid_trial_is_submitted_again_and_the_study_completes(tmp_path):
     sweep_dir = tmp_path / "search"
-    args = ["+search=smoke", LOCAL, f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=2", *FAST]
+    # A SLURM command line, run here: slurm_local takes the SLURM settings and ignores them.
+    args = ["+search=smoke", LOCAL, "hydra.launcher.partition=gpu", "hydra.launcher.mem_gb=32",
+            f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=2", *FAST]
     log = tmp_path / "sweep.out"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "sweep", "-m", *args], cwd=REPO, stdout=out,

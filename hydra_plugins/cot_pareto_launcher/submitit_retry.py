@@ -3,7 +3,8 @@ without a result (pre-empted, past its time limit, killed, its node lost) is sub
 ``retries`` are used up is recorded as failed in its run dir, so the sweep goes on and a rerun resumes it.
 
 Selected with ``hydra/launcher=slurm`` (``conf/hydra/launcher/slurm.yaml``, one job per trial) or
-``hydra/launcher=slurm_local`` (the same on this machine, through submitit's local executor). A retried trial runs
+``hydra/launcher=slurm_local`` (the same settings, run on this machine by submitit's local executor, which
+ignores the SLURM-only ones). A retried trial runs
 again in the same run dir; its finished stages come back from the stage cache, so it redoes only the stage it was
 cut off in. Needs the ``slurm`` extra (``pip install -e '.[slurm]'``); without it these classes are not defined and
 ``sweep.cli`` says which extra to install.
@@ -55,7 +56,9 @@ if BaseSubmititLauncher is not None:
             self.retries = int(retries)
 
         def _executor(self):
-            """The executor ``BaseSubmititLauncher.launch`` builds, from the same parameters."""
+            """The executor ``BaseSubmititLauncher.launch`` builds, from the same parameters, except that the
+            settings beyond submitit's shared ones are always SLURM's (``slurm_partition``): the local executor
+            ignores them, so ``slurm_local`` takes a SLURM command line as it is."""
             import submitit
 
             init = {"folder": self.params["submitit_folder"]}
@@ -63,7 +66,7 @@ if BaseSubmititLauncher is not None:
                 init[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
             executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
             base = set(OmegaConf.structured(BaseQueueConf).keys())
-            executor.update_parameters(**{key if key in base else f"{self._EXECUTOR}_{key}": value
+            executor.update_parameters(**{key if key in base else f"slurm_{key}": value
                                           for key, value in self.params.items()
                                           if key not in ("submitit_folder", "max_num_timeout")})
             return executor
