@@ -74,7 +74,6 @@ def check_launcher_override(arg: str) -> None:
         raise ConfigError(f"{arg} needs hydra-submitit-launcher: pip install -e '.[slurm]'")
 
 
-
 def check_sweeper_override(arg: str) -> None:
     """``hydra.sweeper.<field>=value`` against the sweeper's typed settings: one line instead of Hydra's
     multi-line merge error (``n_trials=abc``). Nested keys (``params.x``, ``sampler_kwargs.x``) are the

@@ -86,13 +86,11 @@ def run(ctx: TrialContext, inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     vocab = latent_vocab(student.tokenizer, latent, inputs["adapter"]) if latent else None
     # A latent span's symbols are one token each in the adapter's tokenizer only (the base's splits <z07> up).
     counter = TokenCounter(inputs["adapter"] if latent else student.path)
-    generator, runner = None, InferenceModel(None, "vLLM")
+    generator, runner, began = None, InferenceModel(None, "vLLM"), time.perf_counter()
     if backend == "vllm":
-        began = time.perf_counter()
         generator = (_vllm_latent_generator(ctx, student, vocab, settings.vllm_engine_args) if latent else
                      _vllm_generator(student, model_cfg, settings.vllm_engine_args, sampling_cfg, hardware, seed))
     else:
-        began = time.perf_counter()
         runner = inference_model(student.model, hardware.device, hardware.precision)
         log.info("eval: generating with %s", runner.note)
     setup_seconds = time.perf_counter() - began

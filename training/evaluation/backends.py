@@ -68,7 +68,7 @@ def vllm_sampling_kwargs(sampling: Mapping[str, Any], stop_token_id: int, seed: 
             "top_k": checked["top_k"] or -1}  # -1: no top-k cut
 
 
-def start_vllm(model: str, *, precision: str, seed: int, lora_rank: int | None = None, tokenizer: str | None = None,
+def start_vllm(model: str, *, precision: str, seed: int, lora_rank: int | None = None,
                engine_args: Mapping[str, Any] | None = None):
     """A vLLM engine for ``model`` (LoRA requests enabled up to ``lora_rank``, when given), started once per
     evaluation: both thinking modes of ``eval.thinking=both`` use it. The log says how long it took to start."""
@@ -77,7 +77,7 @@ def start_vllm(model: str, *, precision: str, seed: int, lora_rank: int | None =
     dtype = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[precision]
     lora = {"enable_lora": True, "max_lora_rank": max(lora_rank, 8)} if lora_rank else {}
     began = time.perf_counter()
-    engine = LLM(model=model, tokenizer=tokenizer or model, dtype=dtype, seed=seed, **lora, **dict(engine_args or {}))
+    engine = LLM(model=model, tokenizer=model, dtype=dtype, seed=seed, **lora, **dict(engine_args or {}))
     log.info("eval: vLLM engine started in %.1f s (%s, %s)", time.perf_counter() - began, model, precision)
     return engine
 
